@@ -1,0 +1,90 @@
+"""Alphabets: the ordered symbols of a language, and words encoded as symbol ids."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from data.errors import UnknownSymbolError
+from data.ltl.parser import is_symbol
+
+Word = str | Sequence[str]
+
+
+class Alphabet:
+    """An ordered set of symbols; symbol ``k`` has id ``k`` in encoded words."""
+
+    def __init__(self, symbols: Iterable[str]):
+        symbols = tuple(symbols)
+        if not symbols:
+            raise ValueError("an alphabet needs at least one symbol")
+        for symbol in symbols:
+            if not is_symbol(symbol):
+                raise ValueError(f"invalid alphabet symbol {symbol!r}: symbols are [a-z][a-z0-9_]* and no keyword")
+        duplicates = sorted({s for s in symbols if symbols.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"alphabet repeats symbol {duplicates[0]!r}")
+        self.symbols = symbols
+        self._ids = {symbol: index for index, symbol in enumerate(symbols)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "Alphabet":
+        """Parse ``"a,b,c"``."""
+        return cls(part.strip() for part in text.split(","))
+
+    @classmethod
+    def covering(cls, words: Iterable[Word], extra: Iterable[str] = ()) -> "Alphabet":
+        """The sorted alphabet of every symbol in ``words`` and ``extra``, each validated."""
+        found = set(extra)
+        for word in words:
+            for position, symbol in enumerate(word):
+                if not is_symbol(symbol):
+                    raise UnknownSymbolError(symbol, position)
+                found.add(symbol)
+        return cls(sorted(found))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __iter__(self):
+        return iter(self.symbols)
+
+    def __contains__(self, symbol) -> bool:
+        return symbol in self._ids
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Alphabet) and other.symbols == self.symbols
+
+    def __hash__(self) -> int:
+        return hash(self.symbols)
+
+    def __repr__(self) -> str:
+        return f"Alphabet({','.join(self.symbols)})"
+
+    def __str__(self) -> str:
+        return ",".join(self.symbols)
+
+    def id(self, symbol: str) -> int:
+        return self._ids[symbol]
+
+    def encode(self, word: Word) -> np.ndarray:
+        """Symbol ids of a non-empty word, shape (n,); unknown symbols raise UnknownSymbolError."""
+        if len(word) == 0:
+            raise ValueError("words are non-empty: got an empty word")
+        ids = np.empty(len(word), dtype=np.int64)
+        for position, symbol in enumerate(word):
+            index = self._ids.get(symbol) if isinstance(symbol, str) else None
+            if index is None:
+                raise UnknownSymbolError(symbol, position, self.symbols)
+            ids[position] = index
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.symbols[int(i)] for i in ids]
+
+    def require(self, symbols: Iterable[str], what: str) -> None:
+        """Fail if ``what`` (e.g. a formula) mentions a symbol outside this alphabet."""
+        missing = sorted(set(symbols) - set(self.symbols))
+        if missing:
+            raise ValueError(f"{what} uses symbol {missing[0]!r}, which is not in the alphabet {self}")

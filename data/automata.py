@@ -1,0 +1,369 @@
+"""Minimal DFAs for regular formulas (past, future and modular counting, mixed freely).
+
+Stage 1, atoms: an *atom* is the value, at one position, of every temporal subformula
+(and of every modular counter), together with the letter there. Past operators are
+functions of the previous atom (``Y p`` at i is p at i-1; ``p S q`` at i is
+``q | (p & p S q)`` at i-1); strict future operators are the mirror image, functions
+of the next atom, with fixed values at the last position (``X, F, U`` false, ``G``
+true). The automaton over atoms guesses future values and checks them one step
+later; on a finite word exactly one run survives, the true valuation, so the word is
+accepted iff that run ends in an atom where the formula holds.
+Stage 2, subsets: the usual subset construction over live atoms gives a DFA.
+Stage 3, minimisation: Moore's partition refinement, then a canonical numbering
+(breadth-first from the start state, letters in alphabet order), so two minimal DFAs
+of one language are equal arrays.
+
+Limits (documented, checked as the work grows, never a hang): at most ``MAX_ATOMS``
+candidate atoms are valued and at most ``MAX_DFA_STATES`` subset states built; past
+either, ``AutomatonTooLargeError`` names the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from data.alphabet import Alphabet, Word
+from data.errors import AutomatonTooLargeError, NotRegularError
+from data.ltl.syntax import (
+    Arithmetic,
+    Binary,
+    Compare,
+    Constant,
+    Count,
+    Formula,
+    Integer,
+    Modulo,
+    Node,
+    Symbol,
+    Unary,
+    is_future,
+    is_past,
+)
+
+MAX_ATOMS = 200_000
+MAX_DFA_STATES = 20_000
+
+_BOOLEAN = {"&": lambda p, q: p and q, "|": lambda p, q: p or q, "->": lambda p, q: (not p) or q, "<->": lambda p, q: p == q}
+_PAST_START = {"Y": False, "O": False, "H": True, "S": False}
+_FUTURE_END = {"X": False, "F": False, "G": True, "U": False}
+
+
+@dataclass(frozen=True)
+class DFA:
+    """A complete DFA over ``alphabet``: ``transitions[state, symbol_id]``; the empty word is
+    never accepted (languages hold non-empty words only)."""
+
+    alphabet: Alphabet
+    transitions: np.ndarray  # (S, k) int64
+    accepting: np.ndarray  # (S,) bool
+    start: int = 0
+
+    @property
+    def num_states(self) -> int:
+        return len(self.accepting)
+
+    def run(self, ids: np.ndarray) -> np.ndarray:
+        """Final states after reading equal-length encoded words (B, n): shape (B,)."""
+        ids = np.asarray(ids)
+        states = np.full(ids.shape[0], self.start)
+        for column in ids.T:
+            states = self.transitions[states, column]
+        return states
+
+    def accepts(self, word: Word) -> bool:
+        return bool(self.accepting[self.run(self.alphabet.encode(word)[None, :])[0]])
+
+    def complement(self) -> "DFA":
+        """The DFA of the non-members (still excluding the empty word)."""
+        accepting = ~self.accepting
+        if self.start_is_exclusive():
+            accepting[self.start] = False
+        return DFA(self.alphabet, self.transitions, accepting, self.start)
+
+    def start_is_exclusive(self) -> bool:
+        """Whether no transition re-enters the start state (so it stands for the empty word only)."""
+        return not np.any(self.transitions == self.start)
+
+    def minimize(self) -> "DFA":
+        return _minimize(self)
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, DFA)
+            and self.alphabet == other.alphabet
+            and self.start == other.start
+            and np.array_equal(self.transitions, other.transitions)
+            and np.array_equal(self.accepting, other.accepting)
+        )
+
+    __hash__ = None
+
+
+def compile_dfa(formula: Formula, alphabet: Alphabet) -> DFA:
+    """The minimal DFA of ``{w : w, |w|-1 |= formula}`` over ``alphabet``.
+
+    Raises NotRegularError for count comparisons, AutomatonTooLargeError past the limits,
+    ValueError if the formula names a symbol outside the alphabet.
+    """
+    alphabet.require(formula.symbols, f"formula {formula}")
+    comparisons = [str(node) for node in formula.walk() if isinstance(node, Compare)]
+    if comparisons:
+        raise NotRegularError(
+            f"formula {formula} compares counts ({comparisons[0]}), so its language is not regular "
+            "and has no DFA; data.sampling samples it with the counting sampler"
+        )
+    letters = [{Symbol(s): s == symbol for s in formula.symbols} for symbol in alphabet]
+    return compile_letters(formula, letters, alphabet)
+
+
+def compile_letters(formula: Formula, letters: list[Mapping[Node, bool]], alphabet: Alphabet) -> DFA:
+    """The minimal DFA over abstract letters: letter k fixes the truth of the leaf nodes in
+    ``letters[k]`` (symbols, or whole comparisons for the counting sampler)."""
+    transitions, accepting = _AtomAutomaton(formula, letters).determinize()
+    return DFA(alphabet, transitions, accepting, 0).minimize()
+
+
+class _AtomAutomaton:
+    def __init__(self, formula: Formula, letters: list[Mapping[Node, bool]]):
+        self.formula = formula
+        self.letters = letters
+        leaves = set(letters[0]) if letters else set()
+        self.nodes = _post_order_stopping_at(formula, leaves)
+        self.leaves = leaves
+        self.past = [node for node in self.nodes if is_past(node)]
+        self.future = [node for node in self.nodes if is_future(node)]
+        self.counts = [node for node in self.nodes if isinstance(node, Count)]
+        moduli = [node.modulus for node in self.nodes if isinstance(node, Modulo)]
+        self.modulus = math.lcm(*moduli) if moduli else 1
+        self.guesses = 1 << len(self.future)
+        if self.guesses * len(letters) > MAX_ATOMS:
+            raise AutomatonTooLargeError(
+                f"formula {formula} has {len(self.future)} future operators: {self.guesses * len(letters)} "
+                f"atoms per step exceed the limit MAX_ATOMS = {MAX_ATOMS} (data.automata)"
+            )
+        self.valued = 0
+        self._groups: dict[tuple, dict[tuple, list[tuple]]] = {}
+
+    # --- one atom: (letter, past values, counters, future values) --------------------
+    def valuation(self, atom: tuple) -> dict[Node, object]:
+        letter, past, counters, future = atom
+        env: dict[Node, object] = dict(self.letters[letter])
+        past_value = dict(zip(self.past, past))
+        future_value = dict(zip(self.future, future))
+        counter_value = dict(zip(self.counts, counters))
+        m = self.modulus
+        for node in self.nodes:
+            if node in env:
+                continue
+            if isinstance(node, Constant):
+                env[node] = node.value
+            elif node in past_value:
+                env[node] = past_value[node]
+            elif node in future_value:
+                env[node] = future_value[node]
+            elif isinstance(node, Unary):  # only "!" is left
+                env[node] = not env[node.arg]
+            elif isinstance(node, Binary):
+                env[node] = _BOOLEAN[node.op](env[node.left], env[node.right])
+            elif isinstance(node, Count):
+                env[node] = (counter_value[node] + env[node.arg]) % m
+            elif isinstance(node, Integer):
+                env[node] = node.value % m
+            elif isinstance(node, Arithmetic):
+                sign = 1 if node.op == "+" else -1
+                env[node] = (env[node.left] + sign * env[node.right]) % m
+            elif isinstance(node, Modulo):
+                env[node] = env[node.term] % node.modulus == node.residue
+            else:
+                raise TypeError(f"cannot compile node {node}")
+        return env
+
+    def next_past(self, atom: tuple, env) -> tuple[tuple, tuple]:
+        values = dict(zip(self.past, atom[1]))
+        past = []
+        for node in self.past:
+            if node.op == "Y":
+                past.append(env[node.arg])
+            elif node.op == "O":
+                past.append(env[node.arg] or values[node])
+            elif node.op == "H":
+                past.append(env[node.arg] and values[node])
+            else:  # S
+                past.append(env[node.right] or (env[node.left] and values[node]))
+        counters = tuple(int(env[node]) for node in self.counts)  # inclusive count at i = exclusive at i+1
+        return tuple(past), counters
+
+    def future_promise(self, atom: tuple, env) -> tuple:
+        """The future values the previous atom must have had, given this atom."""
+        values = dict(zip(self.future, atom[3]))
+        promise = []
+        for node in self.future:
+            if node.op == "X":
+                promise.append(env[node.arg])
+            elif node.op == "F":
+                promise.append(env[node.arg] or values[node])
+            elif node.op == "G":
+                promise.append(env[node.arg] and values[node])
+            else:  # U
+                promise.append(env[node.right] or (env[node.left] and values[node]))
+        return tuple(promise)
+
+    def candidates(self, letter: int, past: tuple, counters: tuple) -> dict[tuple, list[tuple]]:
+        """Atoms with this letter, past and counters, grouped by the future values they
+        require of the previous atom."""
+        key = (letter, past, counters)
+        if key not in self._groups:
+            self.valued += self.guesses
+            if self.valued > MAX_ATOMS:
+                raise AutomatonTooLargeError(
+                    f"formula {self.formula} needs more than MAX_ATOMS = {MAX_ATOMS} atoms (data.automata)"
+                )
+            groups: dict[tuple, list[tuple]] = {}
+            for bits in range(self.guesses):
+                future = tuple(bool(bits >> k & 1) for k in range(len(self.future)))
+                atom = (letter, past, counters, future)
+                groups.setdefault(self.future_promise(atom, self.valuation(atom)), []).append(atom)
+            self._groups[key] = groups
+        return self._groups[key]
+
+    def is_final(self, atom: tuple, env) -> bool:
+        at_end = all(value == _FUTURE_END[node.op] for node, value in zip(self.future, atom[3]))
+        return at_end and bool(env[self.formula])
+
+    # --- stages 1 and 2 ------------------------------------------------------------
+    def atom_graph(self):
+        start_past = tuple(_PAST_START[node.op] for node in self.past)
+        start_counters = tuple(0 for _ in self.counts)
+        initial = [
+            atom
+            for letter in range(len(self.letters))
+            for group in self.candidates(letter, start_past, start_counters).values()
+            for atom in group
+        ]
+        successors: dict[tuple, list[tuple]] = {}
+        final: set[tuple] = set()
+        queue = deque(initial)
+        seen = set(initial)
+        while queue:
+            atom = queue.popleft()
+            env = self.valuation(atom)
+            if self.is_final(atom, env):
+                final.add(atom)
+            past, counters = self.next_past(atom, env)
+            successors[atom] = []
+            for letter in range(len(self.letters)):
+                for nxt in self.candidates(letter, past, counters).get(atom[3], ()):
+                    successors[atom].append(nxt)
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        queue.append(nxt)
+        return initial, successors, final
+
+    def determinize(self) -> tuple[np.ndarray, np.ndarray]:
+        initial, successors, final = self.atom_graph()
+        live = _co_reachable(successors, final)
+        k = len(self.letters)
+        subsets: dict[frozenset, int] = {frozenset({"start"}): 0}
+        order: list[frozenset] = [frozenset({"start"})]
+        rows: list[list[int]] = []
+        index = 0
+        while index < len(order):
+            current = order[index]
+            if "start" in current:
+                pool = initial
+                nexts = [frozenset(a for a in pool if a[0] == letter and a in live) for letter in range(k)]
+            else:
+                nexts = [set() for _ in range(k)]
+                for atom in current:
+                    for nxt in successors[atom]:
+                        if nxt in live:
+                            nexts[nxt[0]].add(nxt)
+                nexts = [frozenset(s) for s in nexts]
+            row = []
+            for subset in nexts:
+                if subset not in subsets:
+                    if len(order) >= MAX_DFA_STATES:
+                        raise AutomatonTooLargeError(
+                            f"formula {self.formula} needs more than MAX_DFA_STATES = {MAX_DFA_STATES} "
+                            "DFA states before minimisation (data.automata)"
+                        )
+                    subsets[subset] = len(order)
+                    order.append(subset)
+                row.append(subsets[subset])
+            rows.append(row)
+            index += 1
+        accepting = np.array(["start" not in s and any(a in final for a in s) for s in order])
+        return np.array(rows, dtype=np.int64).reshape(len(order), k), accepting
+
+
+def _post_order_stopping_at(root: Node, leaves: set) -> list[Node]:
+    """Post-order of distinct nodes, not descending below ``leaves``."""
+    order: list[Node] = []
+    seen: set[Node] = set()
+
+    def visit(node: Node) -> None:
+        if node in seen:
+            return
+        seen.add(node)
+        if node not in leaves:
+            for child in node.children():
+                visit(child)
+        order.append(node)
+
+    visit(root)
+    return order
+
+
+def _co_reachable(successors: dict[tuple, list[tuple]], final: set[tuple]) -> set[tuple]:
+    predecessors: dict[tuple, list[tuple]] = {}
+    for atom, nexts in successors.items():
+        for nxt in nexts:
+            predecessors.setdefault(nxt, []).append(atom)
+    live = set(final)
+    queue = deque(final)
+    while queue:
+        for previous in predecessors.get(queue.popleft(), ()):
+            if previous not in live:
+                live.add(previous)
+                queue.append(previous)
+    return live
+
+
+def _minimize(dfa: DFA) -> DFA:
+    """Moore refinement, then canonical breadth-first numbering. Assumes every state is reachable."""
+    classes = dfa.accepting.astype(np.int64)
+    count = len(np.unique(classes))
+    while True:
+        signature = np.column_stack([classes, classes[dfa.transitions]])
+        _, refined = np.unique(signature, axis=0, return_inverse=True)
+        refined = refined.reshape(-1)
+        new_count = int(refined.max()) + 1
+        classes = refined
+        if new_count == count:
+            break
+        count = new_count
+    representative = np.zeros(count, dtype=np.int64)
+    representative[classes[::-1]] = np.arange(len(classes))[::-1]
+    quotient = classes[dfa.transitions[representative]]
+    accepting = dfa.accepting[representative]
+    return _canonical(DFA(dfa.alphabet, quotient, accepting, int(classes[dfa.start])))
+
+
+def _canonical(dfa: DFA) -> DFA:
+    numbering = {dfa.start: 0}
+    queue = deque([dfa.start])
+    while queue:
+        state = queue.popleft()
+        for nxt in dfa.transitions[state]:
+            if int(nxt) not in numbering:
+                numbering[int(nxt)] = len(numbering)
+                queue.append(int(nxt))
+    old = np.array(sorted(numbering, key=numbering.get))
+    remap = np.full(dfa.num_states, -1, dtype=np.int64)
+    remap[old] = np.arange(len(old))
+    return DFA(dfa.alphabet, remap[dfa.transitions[old]], dfa.accepting[old].copy(), 0)

@@ -1,0 +1,1 @@
+"""softhard: the command-line entry point that ties data/, models/, train/ and analysis/ together."""

@@ -1,0 +1,3 @@
+from softhard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""The `softhard` console script: one subcommand per layer, imported only when used.
+
+Each subcommand is a module exposing ``main(argv) -> int``; importing lazily keeps
+`softhard data ...` free of torch start-up time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "data": ("data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: softhard <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += ["", "Run `softhard <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"softhard: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return module.main(rest)
