@@ -79,15 +79,8 @@ class DFA:
         return bool(self.accepting[self.run(self.alphabet.encode(word)[None, :])[0]])
 
     def complement(self) -> "DFA":
-        """The DFA of the non-members (still excluding the empty word)."""
-        accepting = ~self.accepting
-        if self.start_is_exclusive():
-            accepting[self.start] = False
-        return DFA(self.alphabet, self.transitions, accepting, self.start)
-
-    def start_is_exclusive(self) -> bool:
-        """Whether no transition re-enters the start state (so it stands for the empty word only)."""
-        return not np.any(self.transitions == self.start)
+        """The DFA of the non-members among non-empty words."""
+        return DFA(self.alphabet, self.transitions, ~self.accepting, self.start)
 
     def minimize(self) -> "DFA":
         return _minimize(self)
