@@ -1,0 +1,119 @@
+"""Datasets: balanced, exactly labelled, length bins to 10x, cached and reproducible."""
+
+from __future__ import annotations
+
+import filecmp
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from data import dataset as dataset_module
+from data.dataset import DatasetSpec, build_dataset, dataset_path, read_manifest
+from data.errors import EmptyClassError
+from data.registry import get
+
+SMALL = DatasetSpec(min_length=1, max_length=8, train_per_length=12, validation_per_length=4, test_per_length=4)
+
+
+@pytest.fixture(scope="module")
+def tomita4(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    language = get("tomita4").language()
+    return language, cache, build_dataset(language, SMALL, cache, progress=False)
+
+
+def test_splits_cover_train_range_and_test_bins_reach_ten_times(tomita4):
+    _, _, data = tomita4
+    assert [name for name in data if name.startswith("test_")] == ["test_9_16", "test_17_32", "test_33_64", "test_65_80"]
+    assert max(data["test_65_80"]["length"]) == 10 * SMALL.max_length
+    assert set(data["train"]["length"]) == set(range(3, 9))  # lengths 1, 2 have no non-member (no aaa yet)
+
+
+def test_every_length_is_balanced(tomita4):
+    _, _, data = tomita4
+    for name, split in data.items():
+        per_length = Counter(zip(split["length"], split["label"]))
+        for length in set(split["length"]):
+            assert per_length[(length, True)] == per_length[(length, False)] == SMALL.per_length(name) // 2
+
+
+def test_rows_are_exactly_labelled(tomita4):
+    language, _, data = tomita4
+    for row in data["test_33_64"]:
+        word = language.alphabet.decode(row["input_ids"])
+        truth = language.formula.evaluate(word, language.alphabet)
+        assert row["truth"] == truth.tolist()
+        assert row["label"] == bool(truth[-1]) and row["length"] == len(word)
+
+
+def test_manifest_records_what_was_skipped(tomita4):
+    language, cache, _ = tomita4
+    manifest = read_manifest(dataset_path(language, SMALL, cache))
+    assert manifest["skipped_lengths"]["train"] == [1, 2]
+    assert manifest["formula"] == str(language.formula) and manifest["alphabet"] == ["a", "b"]
+
+
+def test_second_call_reuses_the_cache(tomita4, monkeypatch):
+    language, cache, first = tomita4
+
+    def resample(*args, **kwargs):
+        raise AssertionError("the cached dataset should have been reused")
+
+    monkeypatch.setattr(dataset_module, "_sample_splits", resample)
+    again = build_dataset(language, SMALL, cache, progress=False)
+    assert again["train"]["input_ids"] == first["train"]["input_ids"]
+
+
+def test_same_inputs_give_identical_files(tomita4, tmp_path):
+    language, cache, _ = tomita4
+    build_dataset(language, SMALL, tmp_path, progress=False)
+    comparison = filecmp.dircmp(dataset_path(language, SMALL, cache), dataset_path(language, SMALL, tmp_path))
+    assert _identical(comparison)
+
+
+def _identical(comparison: filecmp.dircmp) -> bool:
+    _, mismatch, errors = filecmp.cmpfiles(comparison.left, comparison.right, comparison.common_files, shallow=False)
+    if mismatch or errors or comparison.left_only or comparison.right_only:
+        return False
+    return all(_identical(sub) for sub in comparison.subdirs.values())
+
+
+def test_seed_changes_fingerprint_and_words(tomita4, tmp_path):
+    language, cache, first = tomita4
+    other = DatasetSpec(**{**SMALL.__dict__, "seed": 1})
+    assert dataset_path(language, other, cache) != dataset_path(language, SMALL, cache)
+    assert build_dataset(language, other, tmp_path, progress=False)["train"]["input_ids"] != first["train"]["input_ids"]
+
+
+def test_counting_language_builds_balanced(tmp_path):
+    data = build_dataset(get("dyck1").language(), SMALL, tmp_path, progress=False)
+    labels = np.array(data["train"]["label"])
+    assert labels.sum() * 2 == len(labels) and len(labels) > 0
+
+
+def test_failure_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import datasets
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", broken)
+    with pytest.raises(OSError):
+        build_dataset(get("no_aa").language(), SMALL, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_language_with_no_balanced_length_fails_clearly(tmp_path):
+    spec = DatasetSpec(min_length=1, max_length=2, train_per_length=2, validation_per_length=2, test_per_length=2)
+    with pytest.raises(EmptyClassError, match="'tomita4'.*'train'"):
+        build_dataset(get("tomita4").language(), spec, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("min_length", 0), ("max_length", 0), ("train_per_length", 3), ("test_per_length", 0), ("test_factor", 0)],
+)
+def test_bad_specs_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        DatasetSpec(**{field: value})
