@@ -45,8 +45,8 @@ from data.ltl.syntax import (
     is_past,
 )
 
-MAX_ATOMS = 200_000
-MAX_DFA_STATES = 20_000
+MAX_ATOMS = 100_000
+MAX_DFA_STATES = 10_000
 
 _BOOLEAN = {"&": lambda p, q: p and q, "|": lambda p, q: p or q, "->": lambda p, q: (not p) or q, "<->": lambda p, q: p == q}
 _PAST_START = {"Y": False, "O": False, "H": True, "S": False}
@@ -122,17 +122,20 @@ def compile_letters(formula: Formula, letters: list[Mapping[Node, bool]], alphab
 
 
 class _AtomAutomaton:
+    """Atoms are tuples (letter, past values, counters, future values); a valuation is a
+    list holding every node's value at one atom, indexed like ``self.nodes``."""
+
     def __init__(self, formula: Formula, letters: list[Mapping[Node, bool]]):
         self.formula = formula
-        self.letters = letters
-        leaves = set(letters[0]) if letters else set()
-        self.nodes = _post_order_stopping_at(formula, leaves)
-        self.leaves = leaves
+        self.nodes = _post_order_stopping_at(formula, set(letters[0]))
+        self.index = {node: k for k, node in enumerate(self.nodes)}
+        self.letter_values = [[letter.get(node) for node in self.nodes] for letter in letters]
         self.past = [node for node in self.nodes if is_past(node)]
         self.future = [node for node in self.nodes if is_future(node)]
         self.counts = [node for node in self.nodes if isinstance(node, Count)]
         moduli = [node.modulus for node in self.nodes if isinstance(node, Modulo)]
         self.modulus = math.lcm(*moduli) if moduli else 1
+        self.steps = [(self.index[node], self._step(node)) for node in self.nodes if node not in letters[0]]
         self.guesses = 1 << len(self.future)
         if self.guesses * len(letters) > MAX_ATOMS:
             raise AutomatonTooLargeError(
@@ -140,71 +143,66 @@ class _AtomAutomaton:
                 f"atoms per step exceed the limit MAX_ATOMS = {MAX_ATOMS} (data.automata)"
             )
         self.valued = 0
+        self.valuations: dict[tuple, list] = {}
         self._groups: dict[tuple, dict[tuple, list[tuple]]] = {}
 
-    # --- one atom: (letter, past values, counters, future values) --------------------
-    def valuation(self, atom: tuple) -> dict[Node, object]:
-        letter, past, counters, future = atom
-        env: dict[Node, object] = dict(self.letters[letter])
-        past_value = dict(zip(self.past, past))
-        future_value = dict(zip(self.future, future))
-        counter_value = dict(zip(self.counts, counters))
+    def _step(self, node: Node):
+        """How one node's value follows from the atom and its children's values."""
+        at = self.index.get
         m = self.modulus
-        for node in self.nodes:
-            if node in env:
-                continue
-            if isinstance(node, Constant):
-                env[node] = node.value
-            elif node in past_value:
-                env[node] = past_value[node]
-            elif node in future_value:
-                env[node] = future_value[node]
-            elif isinstance(node, Unary):  # only "!" is left
-                env[node] = not env[node.arg]
-            elif isinstance(node, Binary):
-                env[node] = _BOOLEAN[node.op](env[node.left], env[node.right])
-            elif isinstance(node, Count):
-                env[node] = (counter_value[node] + env[node.arg]) % m
-            elif isinstance(node, Integer):
-                env[node] = node.value % m
-            elif isinstance(node, Arithmetic):
-                sign = 1 if node.op == "+" else -1
-                env[node] = (env[node.left] + sign * env[node.right]) % m
-            elif isinstance(node, Modulo):
-                env[node] = env[node.term] % node.modulus == node.residue
-            else:
-                raise TypeError(f"cannot compile node {node}")
+        if isinstance(node, Constant):
+            return lambda env, atom: node.value
+        if node in self.past:
+            k = self.past.index(node)
+            return lambda env, atom: atom[1][k]
+        if node in self.future:
+            k = self.future.index(node)
+            return lambda env, atom: atom[3][k]
+        if isinstance(node, Unary):  # only "!" is left
+            a = at(node.arg)
+            return lambda env, atom: not env[a]
+        if isinstance(node, Binary):
+            a, b, op = at(node.left), at(node.right), _BOOLEAN[node.op]
+            return lambda env, atom: op(env[a], env[b])
+        if isinstance(node, Count):
+            k, a = self.counts.index(node), at(node.arg)
+            return lambda env, atom: (atom[2][k] + env[a]) % m
+        if isinstance(node, Integer):
+            return lambda env, atom: node.value % m
+        if isinstance(node, Arithmetic):
+            a, b, sign = at(node.left), at(node.right), 1 if node.op == "+" else -1
+            return lambda env, atom: (env[a] + sign * env[b]) % m
+        if isinstance(node, Modulo):
+            a = at(node.term)
+            return lambda env, atom: env[a] % node.modulus == node.residue
+        raise TypeError(f"cannot compile node {node}")
+
+    def valuation(self, atom: tuple) -> list:
+        env = list(self.letter_values[atom[0]])
+        for k, step in self.steps:
+            env[k] = step(env, atom)
         return env
 
-    def next_past(self, atom: tuple, env) -> tuple[tuple, tuple]:
-        values = dict(zip(self.past, atom[1]))
-        past = []
-        for node in self.past:
-            if node.op == "Y":
-                past.append(env[node.arg])
-            elif node.op == "O":
-                past.append(env[node.arg] or values[node])
-            elif node.op == "H":
-                past.append(env[node.arg] and values[node])
-            else:  # S
-                past.append(env[node.right] or (env[node.left] and values[node]))
-        counters = tuple(int(env[node]) for node in self.counts)  # inclusive count at i = exclusive at i+1
-        return tuple(past), counters
+    def _recurrence(self, node: Node, env: list, own: bool) -> bool:
+        """The value of a past node one step later, or of a future node one step earlier:
+        Y/X p -> p; O/F p -> p | own; H/G p -> p & own; p S/U q -> q | (p & own)."""
+        if node.op in ("S", "U"):
+            return bool(env[self.index[node.right]] or (env[self.index[node.left]] and own))
+        value = env[self.index[node.arg]]
+        if node.op in ("O", "F"):
+            return bool(value or own)
+        if node.op in ("H", "G"):
+            return bool(value and own)
+        return bool(value)
 
-    def future_promise(self, atom: tuple, env) -> tuple:
+    def next_past(self, atom: tuple, env: list) -> tuple[tuple, tuple]:
+        past = tuple(self._recurrence(node, env, own) for node, own in zip(self.past, atom[1]))
+        counters = tuple(int(env[self.index[node]]) for node in self.counts)  # inclusive count at i = exclusive at i+1
+        return past, counters
+
+    def future_promise(self, atom: tuple, env: list) -> tuple:
         """The future values the previous atom must have had, given this atom."""
-        values = dict(zip(self.future, atom[3]))
-        promise = []
-        for node in self.future:
-            if node.op == "X":
-                promise.append(env[node.arg])
-            elif node.op == "F":
-                promise.append(env[node.arg] or values[node])
-            elif node.op == "G":
-                promise.append(env[node.arg] and values[node])
-            else:  # U
-                promise.append(env[node.right] or (env[node.left] and values[node]))
-        return tuple(promise)
+        return tuple(self._recurrence(node, env, own) for node, own in zip(self.future, atom[3]))
 
     def candidates(self, letter: int, past: tuple, counters: tuple) -> dict[tuple, list[tuple]]:
         """Atoms with this letter, past and counters, grouped by the future values they
@@ -220,13 +218,14 @@ class _AtomAutomaton:
             for bits in range(self.guesses):
                 future = tuple(bool(bits >> k & 1) for k in range(len(self.future)))
                 atom = (letter, past, counters, future)
-                groups.setdefault(self.future_promise(atom, self.valuation(atom)), []).append(atom)
+                env = self.valuations[atom] = self.valuation(atom)
+                groups.setdefault(self.future_promise(atom, env), []).append(atom)
             self._groups[key] = groups
         return self._groups[key]
 
-    def is_final(self, atom: tuple, env) -> bool:
+    def is_final(self, atom: tuple, env: list) -> bool:
         at_end = all(value == _FUTURE_END[node.op] for node, value in zip(self.future, atom[3]))
-        return at_end and bool(env[self.formula])
+        return at_end and bool(env[-1])  # the root comes last
 
     # --- stages 1 and 2 ------------------------------------------------------------
     def atom_graph(self):
@@ -234,7 +233,7 @@ class _AtomAutomaton:
         start_counters = tuple(0 for _ in self.counts)
         initial = [
             atom
-            for letter in range(len(self.letters))
+            for letter in range(len(self.letter_values))
             for group in self.candidates(letter, start_past, start_counters).values()
             for atom in group
         ]
@@ -244,12 +243,12 @@ class _AtomAutomaton:
         seen = set(initial)
         while queue:
             atom = queue.popleft()
-            env = self.valuation(atom)
+            env = self.valuations[atom]
             if self.is_final(atom, env):
                 final.add(atom)
             past, counters = self.next_past(atom, env)
             successors[atom] = []
-            for letter in range(len(self.letters)):
+            for letter in range(len(self.letter_values)):
                 for nxt in self.candidates(letter, past, counters).get(atom[3], ()):
                     successors[atom].append(nxt)
                     if nxt not in seen:
@@ -260,7 +259,7 @@ class _AtomAutomaton:
     def determinize(self) -> tuple[np.ndarray, np.ndarray]:
         initial, successors, final = self.atom_graph()
         live = _co_reachable(successors, final)
-        k = len(self.letters)
+        k = len(self.letter_values)
         subsets: dict[frozenset, int] = {frozenset({"start"}): 0}
         order: list[frozenset] = [frozenset({"start"})]
         rows: list[list[int]] = []
@@ -268,8 +267,7 @@ class _AtomAutomaton:
         while index < len(order):
             current = order[index]
             if "start" in current:
-                pool = initial
-                nexts = [frozenset(a for a in pool if a[0] == letter and a in live) for letter in range(k)]
+                nexts = [frozenset(a for a in initial if a[0] == letter and a in live) for letter in range(k)]
             else:
                 nexts = [set() for _ in range(k)]
                 for atom in current:

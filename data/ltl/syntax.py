@@ -7,7 +7,7 @@ and compilers share work on repeated subformulas, and ``str(node)`` prints text 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterator
 
 PAST_UNARY = ("Y", "O", "H")
@@ -16,6 +16,23 @@ TEMPORAL_UNARY = PAST_UNARY + FUTURE_UNARY
 BOOLEAN_BINARY = ("&", "|", "->", "<->")
 TEMPORAL_BINARY = ("S", "U")
 COMPARISONS = ("<", "<=", "=", "!=", ">", ">=")
+
+
+def node(cls):
+    """A frozen dataclass whose hash is computed once: nodes key many dicts, and a recomputed
+    hash costs a walk of the whole subtree each time."""
+    cls = dataclass(frozen=True)(cls)
+    names = tuple(f.name for f in fields(cls))
+
+    def __hash__(self):
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((cls.__name__,) + tuple(getattr(self, name) for name in names))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    cls.__hash__ = __hash__
+    return cls
 
 
 class Node:
@@ -88,7 +105,7 @@ class Term(Node):
     """A counting term: one integer per position of a word."""
 
 
-@dataclass(frozen=True)
+@node
 class Symbol(Formula):
     name: str
 
@@ -96,7 +113,7 @@ class Symbol(Formula):
         return self.name
 
 
-@dataclass(frozen=True)
+@node
 class Constant(Formula):
     value: bool
 
@@ -104,7 +121,7 @@ class Constant(Formula):
         return "true" if self.value else "false"
 
 
-@dataclass(frozen=True)
+@node
 class Unary(Formula):
     """``!p`` or a unary temporal operator (Y X O H F G)."""
 
@@ -119,7 +136,7 @@ class Unary(Formula):
         return f"{self.op}{sep}{self.arg._operand_text()}"
 
 
-@dataclass(frozen=True)
+@node
 class Binary(Formula):
     """A Boolean connective (& | -> <->) or since/until (S U)."""
 
@@ -137,7 +154,7 @@ class Binary(Formula):
         return f"({self})"
 
 
-@dataclass(frozen=True)
+@node
 class Compare(Formula):
     """``left op right`` over counting terms."""
 
@@ -155,7 +172,7 @@ class Compare(Formula):
         return f"({self})"
 
 
-@dataclass(frozen=True)
+@node
 class Modulo(Formula):
     """``term % modulus = residue``."""
 
@@ -173,7 +190,7 @@ class Modulo(Formula):
         return f"({self})"
 
 
-@dataclass(frozen=True)
+@node
 class Count(Term):
     """``#p``: positions j <= i (inclusive) where p holds."""
 
@@ -186,7 +203,7 @@ class Count(Term):
         return f"#{self.arg._operand_text()}"
 
 
-@dataclass(frozen=True)
+@node
 class Integer(Term):
     value: int
 
@@ -194,7 +211,7 @@ class Integer(Term):
         return str(self.value)
 
 
-@dataclass(frozen=True)
+@node
 class Arithmetic(Term):
     """``left + right`` or ``left - right`` (left-associative, so ``right`` is never Arithmetic
     when parsed)."""
