@@ -1,0 +1,411 @@
+"""One encoder transformer for the question whether softmax attention simulates hard attention.
+
+Used alike by training (learned weights) and by constructions (weights set by hand). Read top
+to bottom, in the order data flows: the config, the per-head options, exact hard attention,
+self-attention (the fast SDPA path and the explicit path side by side), the ReLU MLP, the
+block, the model with its two output heads.
+
+Conventions (docs/models.md has the full list):
+- input_ids (B, T) hold symbol ids 0..vocab_size-1, right-padded; lengths (B,) the true word
+  lengths n. Word positions are 0-indexed, i = 0..n-1. Padding keys are never visible, and
+  the outputs at padding positions are meaningless (finite, but to be ignored).
+- Every head has a learned sink: one key and one value vector per head (not a position), seen
+  by every query, in every softmax, so no row is empty (strict past at i = 0 attends to the
+  sink alone). In the (B, H, T, T+1) attention and score tensors the sink is column 0 and
+  word position j is column j + 1; hard attention treats the sink as position -1.
+- Per head: a mask (models/masks.py), an attention kind and a temperature mode
+  (models/temperature.py); positional encodings in models/positional.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.masks import MASKS, mask_bounds, visibility, visible_key_count
+from models.positional import (
+    FEATURES,
+    POSITIONAL,
+    PositionalEncoding,
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    rope_angles,
+)
+from models.temperature import LENGTH_FACTORS, TAU_MIN, TEMPERATURES, TemperatureSchedule, length_factor
+
+KINDS = ("softmax", "leftmost", "rightmost", "average")
+NORMS = ("pre", "post", "none")
+
+# A per-head option: one value for every head of every layer, a list of n_heads values
+# (the same in every layer), or a list of n_layers such lists.
+PerHead = Union[Any, Sequence[Any], Sequence[Sequence[Any]]]
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 2  # input symbols are ids 0..vocab_size-1 (a k-symbol alphabet gives 0..k-1)
+    n_layers: int = 2  # number of blocks
+    n_heads: int = 2  # heads per block
+    d_model: int = 64  # width of the residual stream
+    d_head: Optional[int] = None  # width of a head's queries, keys and values; None: d_model // n_heads
+    d_ff: int = 256  # hidden width of the ReLU MLP
+    norm: str = "pre"  # layer norm: "pre" (GPT-2, plus a final norm), "post" (Vaswani et al.), "none"
+    bias: bool = True  # biases in the Linear and LayerNorm layers
+    dropout: float = 0.0  # dropout on the embeddings, the attention weights and the residual branches
+    positional: list = field(default_factory=lambda: ["sinusoidal"])  # any of models.positional.POSITIONAL; []: none
+    max_len: int = 1024  # rows of the learned position table; positions plus offsets stay below it
+    random_offset: bool = False  # learned table: random position offset per word in training (Huang et al.)
+    rope_base: float = 10000.0  # RoPE frequency base
+    mask: PerHead = "none"  # per head: none | past (j<=i) | strict_past (j<i) | future (j>=i) | strict_future (j>i)
+    attention_kind: PerHead = "softmax"  # per head: softmax | leftmost | rightmost | average; see set_attention_kind
+    temperature: PerHead = "fixed"  # per head: fixed | learned | log_n | n | n_log_n (factor of n on the logits)
+    tau: PerHead = 1.0  # per head: the temperature (the initial one for learned heads), > 0
+    schedule: Optional[TemperatureSchedule] = None  # global multiplier of every tau, driven by set_training_step
+    fast: bool = True  # softmax layers run on F.scaled_dot_product_attention unless weights are requested
+    attn_fp32: bool = True  # attention logits and softmax in fp32 even under bf16 autocast (exact at scale 1e8)
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+    def per_head(self, name: str, spec: PerHead = None) -> list[list[Any]]:
+        """The option `name` (or `spec`) as n_layers lists of n_heads values, validated."""
+        spec = getattr(self, name) if spec is None else spec
+        L, H = self.n_layers, self.n_heads
+        if isinstance(spec, (str, int, float)):
+            table = [[spec] * H for _ in range(L)]
+        elif isinstance(spec, (list, tuple)) and len(spec) == H and all(isinstance(v, (str, int, float)) for v in spec):
+            table = [list(spec) for _ in range(L)]
+        elif isinstance(spec, (list, tuple)) and len(spec) == L and all(
+            isinstance(row, (list, tuple)) and len(row) == H for row in spec
+        ):
+            table = [list(row) for row in spec]
+        else:
+            raise ValueError(
+                f"{name}: {spec!r} is neither one value, a list of n_heads={H} values, "
+                f"nor a list of n_layers={L} lists of n_heads={H} values"
+            )
+        allowed = {"mask": MASKS, "attention_kind": KINDS, "temperature": TEMPERATURES}.get(name)
+        for layer, row in enumerate(table):
+            for head, value in enumerate(row):
+                if allowed is not None and value not in allowed:
+                    raise ValueError(
+                        f"{name}: unknown value {value!r} (layer {layer}, head {head}); expected one of {allowed}"
+                    )
+                if name == "tau" and (isinstance(value, str) or not value > 0):
+                    raise ValueError(f"tau: {value!r} (layer {layer}, head {head}) is not a positive number")
+        return table
+
+    def validate(self) -> None:
+        """Fail fast, listing every problem at once."""
+        problems = []
+        for name, value in [("vocab_size", self.vocab_size), ("n_layers", self.n_layers), ("n_heads", self.n_heads),
+                            ("d_model", self.d_model), ("d_ff", self.d_ff), ("max_len", self.max_len)]:
+            if not (isinstance(value, int) and value >= 1):
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if self.d_head is None and self.n_heads >= 1 and self.d_model % self.n_heads:
+            problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; set d_head")
+        if self.norm not in NORMS:
+            problems.append(f"norm: unknown value {self.norm!r}; expected one of {NORMS}")
+        if isinstance(self.positional, str):
+            problems.append(f"positional must be a list of names, got the string {self.positional!r}")
+        else:
+            for name in self.positional:
+                if name not in POSITIONAL and name != "none":
+                    problems.append(f"positional: unknown value {name!r}; expected some of {POSITIONAL}")
+            if "rope" in self.positional and self.head_dim % 2:
+                problems.append(f"rope needs an even head width, got d_head={self.head_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.schedule is not None and not isinstance(self.schedule, TemperatureSchedule):
+            problems.append(f"schedule must be a TemperatureSchedule or None, got {self.schedule!r}")
+        for name in ("mask", "attention_kind", "temperature", "tau"):
+            try:
+                self.per_head(name)
+            except ValueError as err:
+                problems.append(str(err))
+        if problems:
+            raise ValueError("invalid TransformerConfig:\n  " + "\n  ".join(problems))
+
+
+def hard_attention(scores: torch.Tensor, allowed: Optional[torch.Tensor], kind: str) -> torch.Tensor:
+    """Exact hard attention weights from scores (..., T, K) and a visibility mask (bool, True = visible).
+
+    leftmost / rightmost: weight 1 on the first / last column among the exact maxima of the
+    visible scores; average: weight 1/m on each of the m exact maxima. Columns are in position
+    order (in the model column 0 is the sink, position -1). Every row needs a visible column.
+    """
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    is_max = scores == scores.amax(dim=-1, keepdim=True)  # (..., T, K) the exact maxima
+    if kind == "average":
+        w = is_max.to(scores.dtype)
+        return w / w.sum(dim=-1, keepdim=True)
+    K = scores.shape[-1]
+    col = torch.arange(K, device=scores.device)
+    if kind == "leftmost":
+        pick = torch.where(is_max, col, K).amin(dim=-1)  # (..., T)
+    elif kind == "rightmost":
+        pick = torch.where(is_max, col, -1).amax(dim=-1)
+    else:
+        raise ValueError(f"hard_attention: unknown kind {kind!r}; expected leftmost, rightmost or average")
+    return F.one_hot(pick, K).to(scores.dtype)  # (..., T, K)
+
+
+@dataclass
+class _Context:
+    """What every layer needs to know about the batch, computed once per forward."""
+
+    lengths: Optional[torch.Tensor]  # (B,) word lengths, or None: every word fills T
+    key_valid: Optional[torch.Tensor]  # (B, T) False at padding, or None
+    rope: Optional[tuple]  # (cos, sin), each (T, d_head/2), or None
+    alibi: Optional[torch.Tensor]  # (1, H, T, T+1) ALiBi bias (sink column 0), or None
+    tau_schedule: torch.Tensor  # () global temperature multiplier
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: TransformerConfig, layer: int):
+        super().__init__()
+        H, dh = config.n_heads, config.head_dim
+        self.n_heads, self.d_head = H, dh
+        self.c_attn = nn.Linear(config.d_model, 3 * H * dh, bias=config.bias)  # queries, keys, values
+        self.c_proj = nn.Linear(H * dh, config.d_model, bias=config.bias)
+        self.sink_k = nn.Parameter(torch.zeros(H, dh))  # the sink's key, per head
+        self.sink_v = nn.Parameter(torch.zeros(H, dh))  # the sink's value, per head
+        self.attn_dropout, self.resid_dropout = config.dropout, nn.Dropout(config.dropout)
+        self.fast, self.attn_fp32 = config.fast, config.attn_fp32
+
+        self.masks = config.per_head("mask")[layer]
+        lo, hi = mask_bounds(self.masks)
+        self.register_buffer("mask_lo", lo, persistent=False)  # (H,)
+        self.register_buffer("mask_hi", hi, persistent=False)  # (H,)
+
+        self.temperature = config.per_head("temperature")[layer]
+        taus = torch.tensor([float(t) for t in config.per_head("tau")[layer]])
+        self.register_buffer("tau", taus)  # (H,) fixed temperatures
+        learned = torch.tensor([m == "learned" for m in self.temperature])
+        self.register_buffer("learned", learned, persistent=False)  # (H,)
+        # learned tau = TAU_MIN + exp(log_tau): positive for every parameter value, logit scale <= 1 / TAU_MIN
+        self.log_tau = nn.Parameter((taus - TAU_MIN).clamp(min=TAU_MIN).log()) if bool(learned.any()) else None
+        self.kinds = config.per_head("attention_kind")[layer]
+
+    def temperatures(self) -> torch.Tensor:
+        """Each head's tau before the schedule, (H,); TAU_MIN + exp(log_tau) for learned heads."""
+        if self.log_tau is None:
+            return self.tau
+        return torch.where(self.learned, TAU_MIN + self.log_tau.exp(), self.tau)
+
+    def logit_scale(self, T: int, ctx: _Context) -> torch.Tensor:
+        """factor(n) / (tau * tau_schedule) per head and query: (B|1, H, T|1, 1)."""
+        tau = (self.temperatures() * ctx.tau_schedule).view(1, -1, 1, 1)  # (1, H, 1, 1)
+        if not any(m in LENGTH_FACTORS for m in self.temperature):
+            return 1.0 / tau
+        n = visible_key_count(self.mask_lo, self.mask_hi, T, ctx.lengths)  # (B|1, H, T) incl. the sink
+        return length_factor(n, self.temperature)[..., None] / tau  # (B|1, H, T, 1)
+
+    def forward(self, x: torch.Tensor, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
+        B, T, _ = x.shape
+        H, dh = self.n_heads, self.d_head
+        q, k, v = self.c_attn(x).split(H * dh, dim=2)
+        q = q.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
+        k = k.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
+        v = v.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
+
+        # fp32 from here to the weighted values (unless attn_fp32 is off), even under autocast
+        no_autocast = torch.autocast(device_type=x.device.type, enabled=False)
+        with no_autocast if self.attn_fp32 else contextlib.nullcontext():
+            if self.attn_fp32:
+                q, k, v = q.float(), k.float(), v.float()
+            if ctx.rope is not None:
+                q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
+            k = torch.cat([self.sink_k.to(k.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), k], dim=2)  # (B, H, T+1, dh)
+            v = torch.cat([self.sink_v.to(v.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), v], dim=2)  # (B, H, T+1, dh)
+            banded = any(m != "none" for m in self.masks)
+            allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # bool, (B|1, H|1, T|1, T+1)
+            scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1) factor(n) / tau
+            dropout = self.attn_dropout if self.training else 0.0
+
+            softmax_only = all(kind == "softmax" for kind in self.kinds)
+            if (self.fast if fast is None else fast) and softmax_only and not need_weights:
+                # fast path: the per-query scale goes into q, so the SDPA logits are (q.k / sqrt(dh) + bias) * scale
+                mask = allowed
+                if ctx.alibi is not None:
+                    mask = ctx.alibi.to(q.dtype) * scale  # (B|1, H, T, T+1)
+                    if allowed is not None:
+                        mask = mask.masked_fill(~allowed, float("-inf"))
+                y = F.scaled_dot_product_attention(
+                    q * scale, k, v, attn_mask=mask, dropout_p=dropout, scale=1.0 / math.sqrt(dh)
+                )  # (B, H, T, dh)
+                att = logits = None
+            else:
+                # explicit path: scores, temperature, mask, softmax or hard attention
+                def raw_scores():  # q.k / sqrt(dh) + bias, (B, H, T, T+1)
+                    s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
+                    return s if ctx.alibi is None else s + ctx.alibi.to(s.dtype)
+
+                if ctx.alibi is None:  # the same logits with the scale applied to the smaller q
+                    logits = (q * (scale / math.sqrt(dh))) @ k.transpose(-2, -1)  # (B, H, T, T+1)
+                else:
+                    logits = raw_scores() * scale  # (B, H, T, T+1)
+                if allowed is not None:
+                    logits = logits.masked_fill(~allowed, float("-inf"))
+                att = F.softmax(logits, dim=-1)  # (B, H, T, T+1); the sink keeps every row finite
+                hard_kinds = sorted(set(self.kinds) - {"softmax"})
+                scores = raw_scores() if hard_kinds else None
+                for kind in hard_kinds:
+                    # hard heads compare the unscaled scores: a positive factor moves no maximum
+                    heads = torch.tensor([kh == kind for kh in self.kinds], device=x.device).view(1, H, 1, 1)
+                    att = torch.where(heads, hard_attention(scores, allowed, kind), att)
+                if dropout > 0:
+                    att = F.dropout(att, dropout)
+                y = att @ v  # (B, H, T, dh)
+        y = y.to(x.dtype).transpose(1, 2).reshape(B, T, H * dh)  # (B, T, H*dh)
+        return self.resid_dropout(self.c_proj(y)), att, logits
+
+
+class MLP(nn.Module):
+    """Linear -> ReLU -> Linear: exact ReLU arithmetic for the constructions."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.c_proj = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.relu(self.c_fc(x))))  # (B, T, d_model)
+
+
+class Block(nn.Module):
+    def __init__(self, config: TransformerConfig, layer: int):
+        super().__init__()
+        self.norm = config.norm
+        def make_norm():
+            return nn.Identity() if config.norm == "none" else nn.LayerNorm(config.d_model, bias=config.bias)
+
+        self.ln_1, self.attn = make_norm(), SelfAttention(config, layer)
+        self.ln_2, self.mlp = make_norm(), MLP(config)
+
+    def forward(self, x, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
+        if self.norm == "post":  # x -> LN(x + f(x))
+            a, att, scores = self.attn(x, ctx, need_weights, fast)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.mlp(x))
+        else:  # "pre": x -> x + f(LN(x)); "none": the norms are identities
+            a, att, scores = self.attn(self.ln_1(x), ctx, need_weights, fast)
+            x = x + a
+            x = x + self.mlp(self.ln_2(x))
+        return x, att, scores  # (B, T, d_model), (B, H, T, T+1) or None, same
+
+
+@dataclass
+class TransformerOutput:
+    position_logits: torch.Tensor  # (B, T) one logit per position (meaningless at padding)
+    string_logits: torch.Tensor  # (B,) one logit per word, read at its last real position lengths - 1
+    hidden_states: list  # n_layers + 1 residual streams (B, T, d_model): embeddings, then after each block
+    attention: Optional[list] = None  # return_attention: per layer (B, H, T, T+1) weights, column 0 = sink
+    scores: Optional[list] = None  # return_attention: per layer (B, H, T, T+1) logits incl. temperature, -inf = masked
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        names = [p for p in config.positional if p != "none"]
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = PositionalEncoding(names, config.d_model, config.max_len, config.random_offset)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config, layer) for layer in range(config.n_layers)])
+        self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias) if config.norm == "pre" else nn.Identity()
+        self.position_head = nn.Linear(config.d_model, 1, bias=config.bias)
+        self.string_head = nn.Linear(config.d_model, 1, bias=config.bias)
+        self.rope, self.alibi = "rope" in names, "alibi" in names
+        self.register_buffer("alibi_slopes", alibi_slopes(config.n_heads), persistent=False)  # (H,)
+        self.register_buffer("tau_schedule", torch.tensor(1.0 if config.schedule is None else config.schedule(0)))
+        self.apply(self._init_weights)
+        for block in self.blocks:  # GPT-2: scale the residual projections by 1/sqrt(2 n_layers)
+            for proj in (block.attn.c_proj, block.mlp.c_proj):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+            nn.init.normal_(block.attn.sink_k, std=0.02)  # sink values start at 0: attending to the sink adds nothing
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def set_attention_kind(self, spec: PerHead) -> None:
+        """Switch every head's attention kind on the same weights (one value, per head, or per layer and head)."""
+        table = self.config.per_head("attention_kind", spec)
+        for block, kinds in zip(self.blocks, table):
+            block.attn.kinds = kinds
+
+    @property
+    def attention_kinds(self) -> list[list[str]]:
+        return [list(block.attn.kinds) for block in self.blocks]
+
+    def set_training_step(self, step: int) -> float:
+        """Set the schedule's temperature multiplier for training step `step`; returns it (1 without schedule)."""
+        value = 1.0 if self.config.schedule is None else self.config.schedule(step)
+        self.tau_schedule.fill_(value)
+        return value
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None,
+        return_attention: bool = False,
+        fast: Optional[bool] = None,
+    ) -> TransformerOutput:
+        """input_ids (B, T) right-padded symbol ids; lengths (B,) word lengths (None: all T).
+
+        return_attention runs every layer on the explicit path and returns its weights and
+        logits; fast overrides config.fast (hard heads always run on the explicit path).
+        """
+        B, T = input_ids.shape
+        device = input_ids.device
+        key_valid = None
+        if lengths is not None:
+            lengths = lengths.to(device=device, dtype=torch.long)
+            key_valid = torch.arange(T, device=device)[None, :] < lengths[:, None]  # (B, T)
+        ctx = _Context(
+            lengths=lengths,
+            key_valid=key_valid,
+            rope=rope_angles(T, self.config.head_dim, self.config.rope_base, device) if self.rope else None,
+            alibi=alibi_bias(T, self.alibi_slopes)[None] if self.alibi else None,  # (1, H, T, T+1)
+            tau_schedule=self.tau_schedule,
+        )
+
+        x = self.drop(self.tok_emb(input_ids) + self.pos_emb(B, T, lengths, device))  # (B, T, d_model)
+        hidden_states, attention, scores = [x], [], []
+        for block in self.blocks:
+            x, att, sc = block(x, ctx, return_attention, fast)
+            hidden_states.append(x)
+            attention.append(att)
+            scores.append(sc)
+
+        x = self.ln_f(x)  # (B, T, d_model)
+        position_logits = self.position_head(x).squeeze(-1)  # (B, T)
+        last = torch.full((B,), T - 1, device=device) if lengths is None else (lengths - 1).clamp(min=0)
+        string_logits = self.string_head(x[torch.arange(B, device=device), last]).squeeze(-1)  # (B,)
+        return TransformerOutput(
+            position_logits=position_logits,
+            string_logits=string_logits,
+            hidden_states=hidden_states,
+            attention=attention if return_attention else None,
+            scores=scores if return_attention else None,
+        )

@@ -1,0 +1,331 @@
+"""Attention of models/transformer.py: hard kinds, softmax limits, masks, the sink, n, the two paths."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.masks import MASKS, mask_bounds, visible_key_count
+from models.temperature import length_factor
+from models.transformer import Transformer, TransformerConfig, hard_attention
+
+NEG = float("-inf")
+
+
+def make(seed=0, **kw):
+    torch.manual_seed(seed)
+    base = dict(vocab_size=3, n_layers=1, n_heads=1, d_model=16, d_ff=32)
+    base.update(kw)
+    return Transformer(TransformerConfig(**base)).eval()
+
+
+def zero_queries(model):
+    """Queries 0: every score q.k is 0, so every visible key (and the sink) ties."""
+    with torch.no_grad():
+        for block in model.blocks:
+            qkv = block.attn.c_attn
+            width = qkv.weight.shape[0] // 3
+            qkv.weight[:width] = 0
+            if qkv.bias is not None:
+                qkv.bias[:width] = 0
+
+
+# --- hard attention on crafted scores -------------------------------------------------------
+
+SCORES = torch.tensor(
+    [
+        [0.0, 3.0, 1.0, 3.0, 2.0],  # maxima at columns 1 and 3
+        [5.0, 1.0, 5.0, 5.0, 0.0],  # maxima at 0 (the sink), 2 and 3
+        [1.0, 9.0, 2.0, 2.0, 0.5],  # the 9 is masked below: maxima at 2, 3
+        [4.0, 4.0 - 1e-6, 1.0, 3.0, 4.0],  # near-tie at column 1 is not a maximum
+    ]
+)
+ALLOWED = torch.tensor(
+    [
+        [True, True, True, True, True],
+        [True, True, True, True, True],
+        [True, False, True, True, True],
+        [True, True, True, True, True],
+    ]
+)
+
+
+def test_leftmost_picks_first_exact_maximum():
+    w = hard_attention(SCORES, ALLOWED, "leftmost")
+    assert w.argmax(-1).tolist() == [1, 0, 2, 0]
+    assert torch.equal(w.sum(-1), torch.ones(4)) and set(w.unique().tolist()) == {0.0, 1.0}
+
+
+def test_rightmost_picks_last_exact_maximum():
+    w = hard_attention(SCORES, ALLOWED, "rightmost")
+    expected = torch.zeros(4, 5)
+    expected[[0, 1, 2, 3], [3, 3, 3, 4]] = 1
+    assert torch.equal(w, expected)
+
+
+def test_average_splits_uniformly_over_all_exact_maxima():
+    w = hard_attention(SCORES, ALLOWED, "average")
+    expected = torch.tensor(
+        [
+            [0, 1 / 2, 0, 1 / 2, 0],
+            [1 / 3, 0, 1 / 3, 1 / 3, 0],
+            [0, 0, 1 / 2, 1 / 2, 0],
+            [1 / 2, 0, 0, 0, 1 / 2],
+        ]
+    )
+    assert torch.allclose(w, expected, atol=0, rtol=0) or torch.allclose(w, expected, atol=1e-7)
+    assert (w[2, 1] == 0).item()  # the masked 9 gets nothing
+
+
+def test_hard_attention_batched_and_unknown_kind():
+    s = SCORES.expand(2, 3, 4, 5)
+    assert hard_attention(s, None, "leftmost").shape == (2, 3, 4, 5)
+    with pytest.raises(ValueError, match="'middle'"):
+        hard_attention(SCORES, None, "middle")
+
+
+def test_softmax_with_growing_factor_converges_to_average_hard():
+    # ties: softmax tends to the uniform split over the maxima, i.e. to "average"
+    target = hard_attention(SCORES, ALLOWED, "average")
+    errors, near_tie = [], []
+    for c in [1.0, 10.0, 100.0, 1e3, 1e5, 1e8]:
+        w = F.softmax((SCORES * c).masked_fill(~ALLOWED, NEG), dim=-1)
+        errors.append((w[:3] - target[:3]).abs().max().item())
+        near_tie.append((w[3] - target[3]).abs().max().item())
+    assert errors[0] > 0.1 and errors[-1] == 0.0
+    assert errors == sorted(errors, reverse=True)
+    # row 3 holds a gap of 1e-6: softmax still splits three ways at 1e5, resolves only well above 1e6
+    assert near_tie[-2] > 0.3 and near_tie[-1] < 1e-6
+
+
+def test_model_softmax_converges_to_hard_as_tau_shrinks():
+    x = torch.randint(0, 3, (4, 12), generator=torch.Generator().manual_seed(1))
+    errors = []
+    for tau in [1.0, 1e-1, 1e-2, 1e-4, 1e-8]:
+        model = make(seed=3, n_heads=2, d_model=16, tau=tau, mask=["past", "strict_future"])
+        soft = model(x, return_attention=True).attention[0]
+        model.set_attention_kind("average")
+        hard = model(x, return_attention=True).attention[0]
+        errors.append((soft - hard).abs().max().item())
+    assert errors[0] > 0.01 and errors[-1] < 1e-6
+    assert errors == sorted(errors, reverse=True)
+
+
+# --- the model's hard kinds, with every score tied --------------------------------------------
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_model_hard_kinds_on_ties(mask):
+    model = make(n_heads=1, mask=mask)
+    zero_queries(model)
+    T, lengths = 6, torch.tensor([6, 4])
+    x = torch.randint(0, 3, (2, T))
+    n = visible_key_count(*mask_bounds([mask]), T, lengths)[:, 0]  # (B, T) incl. the sink
+    model.set_attention_kind("leftmost")
+    left = model(x, lengths, return_attention=True).attention[0][:, 0]  # (B, T, T+1)
+    assert (left.argmax(-1) == 0).all() and torch.equal(left.sum(-1), torch.ones(2, T))  # the sink, position -1
+    model.set_attention_kind("rightmost")
+    right = model(x, lengths, return_attention=True).attention[0][:, 0]
+    for b in range(2):
+        for i in range(T):
+            visible = [j for j in range(lengths[b]) if _visible(mask, i, j)]
+            assert right[b, i].argmax().item() == (visible[-1] + 1 if visible else 0)
+    model.set_attention_kind("average")
+    avg = model(x, lengths, return_attention=True).attention[0][:, 0]
+    assert torch.allclose(avg.max(-1).values, 1.0 / n.float())
+    assert torch.equal((avg > 0).sum(-1), n)
+
+
+def _visible(mask, i, j):
+    return {"none": True, "past": j <= i, "strict_past": j < i, "future": j >= i, "strict_future": j > i}[mask]
+
+
+# --- masks never leak, the no-key case --------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("mask", MASKS)
+def test_mask_never_leaks_and_visible_keys_matter(mask, fast):
+    model = make(seed=2, n_heads=2, mask=mask, fast=fast, positional=["rope", "i/n"])
+    captured = []
+    model.blocks[0].attn.register_forward_hook(lambda m, inp, out: captured.append(out[0].detach()))
+    T = 7
+    x = torch.randint(0, 3, (1, T), generator=torch.Generator().manual_seed(0))
+    model(x)
+    base = captured[-1][0]  # (T, d) the attention sub-layer's output
+    for p in range(T):
+        y = x.clone()
+        y[0, p] = (y[0, p] + 1) % 3
+        model(y)
+        changed = captured[-1][0]
+        for i in range(T):
+            if i == p:
+                continue  # the query itself changed
+            same = torch.equal(changed[i], base[i])
+            assert same == (not _visible(mask, i, p)), (mask, i, p)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_causal_model_output_at_i_ignores_later_tokens(fast):
+    model = make(seed=4, n_layers=3, n_heads=2, mask="past", fast=fast, positional=["alibi", "i"])
+    x = torch.randint(0, 3, (2, 10))
+    out = model(x).position_logits
+    y = x.clone()
+    y[:, 6:] = (y[:, 6:] + 1) % 3
+    out2 = model(y).position_logits
+    assert torch.equal(out[:, :6], out2[:, :6])
+    assert not torch.allclose(out[:, 6:], out2[:, 6:])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("kind", ["softmax", "leftmost", "rightmost", "average"])
+def test_query_without_keys_is_finite_and_attends_to_sink(kind, fast):
+    model = make(n_heads=2, mask=["strict_past", "strict_future"], temperature="log_n", attention_kind=kind, fast=fast)
+    x = torch.randint(0, 3, (2, 5))
+    lengths = torch.tensor([5, 1])  # a one-letter word: nothing visible anywhere
+    out = model(x, lengths, return_attention=True)
+    att = out.attention[0]
+    assert torch.isfinite(out.position_logits).all() and torch.isfinite(out.string_logits).all()
+    assert torch.isfinite(att).all()
+    assert torch.equal(att[0, 0, 0], F.one_hot(torch.tensor(0), 6).float())  # strict past at i = 0
+    assert torch.equal(att[0, 1, 4], F.one_hot(torch.tensor(0), 6).float())  # strict future at i = n-1
+    assert torch.equal(att[1, :, 0], F.one_hot(torch.tensor([0, 0]), 6).float())
+    assert torch.isfinite(model(x, lengths).position_logits).all()  # the fast path too
+
+
+# --- n: the keys a query sees, and the length factors ------------------------------------------
+
+
+def test_visible_key_count_by_hand():
+    lengths, T = torch.tensor([4, 2]), 4
+    n = visible_key_count(*mask_bounds(list(MASKS)), T, lengths)  # (B, H, T)
+    by_hand = {
+        "none": [[5, 5, 5, 5], [3, 3, 3, 3]],
+        "past": [[2, 3, 4, 5], [2, 3, 3, 3]],
+        "strict_past": [[1, 2, 3, 4], [1, 2, 3, 3]],
+        "future": [[5, 4, 3, 2], [3, 2, 1, 1]],
+        "strict_future": [[4, 3, 2, 1], [2, 1, 1, 1]],
+    }
+    for h, mask in enumerate(MASKS):
+        assert n[:, h].tolist() == by_hand[mask], mask
+    assert visible_key_count(*mask_bounds(["past"]), 3, None).tolist() == [[[2, 3, 4]]]
+
+
+@pytest.mark.parametrize("mode, f", [("n", lambda n: n), ("log_n", math.log), ("n_log_n", lambda n: n * math.log(n))])
+def test_length_factor_uses_each_querys_visible_count(mode, f):
+    masks = ["past", "strict_future"]
+    fixed = make(seed=5, n_heads=2, mask=masks, temperature="fixed")
+    scaled = make(seed=5, n_heads=2, mask=masks, temperature=mode)
+    scaled.load_state_dict(fixed.state_dict())
+    x, lengths = torch.randint(0, 3, (2, 6)), torch.tensor([6, 3])
+    s_fixed = fixed(x, lengths, return_attention=True).scores[0]
+    s_scaled = scaled(x, lengths, return_attention=True).scores[0]
+    n = visible_key_count(*mask_bounds(masks), 6, lengths)  # (B, H, T)
+    expected = torch.tensor([[[f(v) for v in row] for row in head] for head in n.tolist()], dtype=torch.float)
+    visible = torch.isfinite(s_fixed)
+    assert torch.equal(visible, torch.isfinite(s_scaled))
+    want = (s_fixed * expected[..., None])[visible]
+    assert torch.allclose(s_scaled[visible], want, rtol=1e-5, atol=1e-7)
+    # the padded length T = 6 would give other values wherever a query sees fewer keys
+    assert not torch.allclose(expected, torch.full_like(expected, f(7)))
+    assert torch.allclose(length_factor(n, ["fixed", mode])[:, 1], expected[:, 1])
+
+
+# --- the two paths ---------------------------------------------------------------------------
+
+CONFIGS = [
+    dict(),
+    dict(positional=["rope", "i/n", "(-1)^i"], mask=["past", "strict_future", "none", "strict_past"], n_heads=4),
+    dict(positional=["alibi", "learned"], mask="future", temperature=["log_n", "n"], norm="post"),
+    dict(positional=["sinusoidal", "1/i"], temperature="n_log_n", norm="none", mask="strict_past", tau=[0.5, 2.0]),
+    dict(positional=["alibi", "rope"], temperature=[["learned", "log_n"], ["fixed", "n"]], mask=[["past", "none"], ["future", "strict_past"]]),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_fast_and_explicit_paths_agree(cfg):
+    model = make(seed=6, n_layers=2, n_heads=cfg.pop("n_heads", 2), d_model=32, **cfg)
+    x = torch.randint(0, 3, (3, 9))
+    lengths = torch.tensor([9, 5, 1])
+    for lens in (None, lengths):
+        fast = model(x, lens, fast=True)
+        slow = model(x, lens, return_attention=True)
+        assert slow.attention[0] is not None and fast.attention is None
+        real = torch.ones(3, 9, dtype=torch.bool) if lens is None else torch.arange(9)[None] < lens[:, None]
+        assert torch.allclose(fast.position_logits[real], slow.position_logits[real], atol=1e-5, rtol=0)
+        assert torch.allclose(fast.string_logits, slow.string_logits, atol=1e-5, rtol=0)
+        for a, b in zip(fast.hidden_states, slow.hidden_states):
+            assert torch.allclose(a[real], b[real], atol=1e-5, rtol=0)
+    # and their gradients
+    grads = []
+    for fast in (True, False):
+        model.zero_grad()
+        out = model(x, lengths, fast=fast)
+        (out.position_logits.sum() + out.string_logits.sum()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_attention_rows_sum_to_one_and_sink_column_first():
+    model = make(n_heads=2, mask=["past", "future"])
+    out = model(torch.randint(0, 3, (2, 5)), torch.tensor([5, 3]), return_attention=True)
+    att, scores = out.attention[0], out.scores[0]
+    assert att.shape == scores.shape == (2, 2, 5, 6)
+    assert torch.allclose(att.sum(-1), torch.ones(2, 2, 5))
+    assert torch.isfinite(scores[..., 0]).all()  # the sink is never masked
+    assert torch.isinf(scores[0, 0, 0, 2:]).all()  # past at i = 0 sees the sink and position 0 only
+    assert (att[1, :, :, 4:] == 0).all()  # padding keys (positions 3, 4) get nothing
+
+
+# --- huge scales, bf16 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", ["fixed", "n_log_n"])
+def test_scale_1e8_fp32_is_finite_and_exactly_hard(temperature):
+    model = make(seed=7, n_layers=2, n_heads=2, tau=1e-8, temperature=temperature, mask=["strict_past", "none"])
+    x, lengths = torch.randint(0, 3, (3, 40)), torch.tensor([40, 17, 1])
+    out = model(x, lengths, return_attention=True)
+    fast = model(x, lengths)
+    (fast.position_logits.sum() + fast.string_logits.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(fast.position_logits).all() and torch.isfinite(out.position_logits).all()
+    model.set_attention_kind("average")
+    hard = model(x, lengths, return_attention=True)
+    for a, b in zip(out.attention, hard.attention):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_autocast_scale_1e8_is_finite_and_exact(fast):
+    model = make(seed=8, n_layers=2, n_heads=2, d_model=32, tau=1e-8, temperature=["log_n", "fixed"],
+                 mask=["strict_past", "future"], positional=["rope", "alibi", "i"], fast=fast)
+    x, lengths = torch.randint(0, 3, (2, 64)), torch.tensor([64, 30])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, lengths)
+        soft = model(x, lengths, return_attention=True)
+        model.set_attention_kind("average")
+        hard = model(x, lengths, return_attention=True)
+    assert torch.isfinite(out.position_logits.float()).all() and torch.isfinite(out.string_logits.float()).all()
+    assert soft.attention[0].dtype == torch.float32  # logits and softmax in fp32 under autocast
+    for a, b in zip(soft.attention, hard.attention):
+        assert torch.isfinite(a).all()
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_learned_temperature_stays_positive_under_aggressive_updates():
+    model = make(n_heads=2, temperature=["learned", "fixed"], tau=1.0)
+    attn = model.blocks[0].attn
+    opt = torch.optim.SGD(model.parameters(), lr=100.0)
+    x = torch.randint(0, 3, (2, 8))
+    for _ in range(50):
+        opt.zero_grad()
+        attn.temperatures().sum().backward()  # push tau down as hard as possible
+        opt.step()
+    tau = attn.temperatures()
+    assert tau[0] > 0 and tau[0] < 1e-3 and tau[1] == 1.0
+    with torch.no_grad():
+        attn.log_tau.fill_(-1e4)
+    assert (attn.temperatures() > 0).all()
+    assert torch.isfinite(model(x).position_logits).all()
+    assert torch.isfinite(model(x, return_attention=True).position_logits).all()
