@@ -11,6 +11,7 @@ import sys
 
 SUBCOMMANDS = {
     "data": ("data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
+    "train": ("train.cli", "train a transformer on a language from a YAML config (LightningCLI)"),
 }
 
 

@@ -1,0 +1,124 @@
+"""Callbacks: the temperature schedule, length generalization, and attention capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+
+from train import plots
+from train.evaluation import append_table, length_generalization
+
+LENGTH_TABLE = "length_generalization.csv"
+
+
+class TemperatureScheduleCallback(pl.Callback):
+    """Drives the model's annealing schedule (models/temperature.py) by the global step."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pl_module.model.set_training_step(trainer.global_step)
+
+
+class LengthGeneralizationCallback(pl.Callback):
+    """Accuracy on every test length bin at the end of training (and every ``every_n_steps``).
+
+    One evaluation loop over all bins writes ``length_generalization.csv`` in the run folder
+    (one row per step and length), logs each bin's mean accuracies to every logger, and at
+    the end draws the accuracy-by-length curve.
+    """
+
+    def __init__(self, run_dir: str, every_n_steps: Optional[int] = None):
+        self.run_dir = Path(run_dir)
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0:
+            self._evaluate(trainer, pl_module, final=False)
+
+    def on_train_end(self, trainer, pl_module):
+        self._evaluate(trainer, pl_module, final=True)
+
+    def _evaluate(self, trainer, pl_module, final: bool):
+        table = length_generalization(pl_module, trainer.datamodule.test_splits(), trainer.global_step,
+                                      progress=final and trainer.is_global_zero)
+        if not trainer.is_global_zero:
+            return
+        whole = append_table(table, self.run_dir / LENGTH_TABLE)
+        summary = {}
+        for split, rows in table.groupby("split", sort=False):
+            for column in ("string_accuracy", "position_accuracy"):
+                summary[f"lengthgen/{split}/{column}"] = float(rows[column].mean())
+        for logger in trainer.loggers:
+            logger.log_metrics(summary, step=trainer.global_step)
+        if final:
+            figure = plots.accuracy_by_length(whole[whole.step == trainer.global_step], title=self.run_dir.name)
+            path = plots.save(figure, self.run_dir / "accuracy_by_length.png")
+            _log_to_wandb(trainer, {"accuracy_by_length": path}, table=table)
+
+
+class AttentionCaptureCallback(pl.Callback):
+    """Saves attention weights and scores on a fixed probe set per length bin at the end.
+
+    The probe set is the first ``probe_words`` words of the validation split and of every
+    test bin. Batches are written one file each (``attention/<split>/batch_000.pt`` holding
+    input_ids, lengths, and per layer the (B, H, T, T+1) weights and scores, column 0 the
+    sink), so memory holds one batch's maps whatever the length.
+    """
+
+    def __init__(self, run_dir: str, probe_words: int = 16, batch_size: int = 8):
+        self.run_dir = Path(run_dir)
+        self.probe_words = probe_words
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def on_train_end(self, trainer, pl_module):
+        if not trainer.is_global_zero or self.probe_words < 1:
+            return
+        from train.data import collate
+
+        dataset = trainer.datamodule.dataset
+        splits = ["validation"] + [name for name in dataset if name.startswith("test_")]
+        was_training = pl_module.training
+        pl_module.eval()
+        first_maps = None
+        for split in splits:
+            rows = dataset[split].select(range(min(self.probe_words, len(dataset[split]))))
+            folder = self.run_dir / "attention" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, start in enumerate(range(0, len(rows), self.batch_size)):
+                batch = collate([rows[i] for i in range(start, min(start + self.batch_size, len(rows)))])
+                device_batch = {key: value.to(pl_module.device) for key, value in batch.items()}
+                output = pl_module(device_batch, return_attention=True)
+                record = {
+                    "input_ids": batch["input_ids"],
+                    "lengths": batch["lengths"],
+                    "truth": batch["truth"],
+                    "attention": [a.float().cpu() for a in output.attention],
+                    "scores": [s.float().cpu() for s in output.scores],
+                }
+                torch.save(record, folder / f"batch_{index:03d}.pt")
+                if first_maps is None:
+                    first_maps = record
+        pl_module.train(was_training)
+        if first_maps is not None:
+            length = int(first_maps["lengths"][0])
+            figure = plots.attention_maps([a[0] for a in first_maps["attention"]], length)
+            path = plots.save(figure, self.run_dir / "attention_maps.png")
+            _log_to_wandb(trainer, {"attention_maps": path})
+
+
+def _log_to_wandb(trainer, images: dict, table=None) -> None:
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            payload = {key: wandb.Image(str(path)) for key, path in images.items()}
+            if table is not None:
+                payload["length_generalization"] = wandb.Table(dataframe=table)
+            logger.experiment.log(payload)
+

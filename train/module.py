@@ -1,0 +1,125 @@
+"""The LightningModule: a models/ Transformer trained on per-position truth and string labels."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from models import Transformer, TransformerConfig
+
+OBJECTIVES = ("position", "string", "both")
+
+
+def masked_position_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, T) True at real (non-padding) positions."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class LanguageModel(pl.LightningModule):
+    def __init__(
+        self,
+        transformer: TransformerConfig = TransformerConfig(),
+        objective: str = "both",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        vocab_size: Optional[int] = None,
+        max_positions: Optional[int] = None,
+    ):
+        """
+        Args:
+            transformer: the model's configuration (models/transformer.py, every field commented there).
+            objective: the loss: "position" (truth at every position), "string" (membership,
+                read at the last position) or "both" (their sum).
+            lr: AdamW learning rate.
+            weight_decay: AdamW weight decay.
+            vocab_size: set from the data (the alphabet size); overrides transformer.vocab_size.
+            max_positions: set from the data (the longest test word); raises transformer.max_len
+                to it so learned position tables cover every test length.
+        """
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"model.objective: unknown value {objective!r}; expected one of {OBJECTIVES}")
+        changes = {}
+        if vocab_size is not None:
+            changes["vocab_size"] = vocab_size
+        if max_positions is not None and max_positions > transformer.max_len:
+            changes["max_len"] = max_positions
+        self.config = dataclasses.replace(transformer, **changes) if changes else transformer
+        self.save_hyperparameters({"transformer": dataclasses.asdict(self.config), "objective": objective, "lr": lr,
+                                   "weight_decay": weight_decay})
+        self.model = Transformer(self.config)
+        self.objective = objective
+
+    def forward(self, batch: dict, return_attention: bool = False):
+        return self.model(batch["input_ids"], batch["lengths"], return_attention=return_attention)
+
+    def _step(self, batch: dict, stage: str, return_attention: bool = False):
+        output = self(batch, return_attention)
+        real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
+        truth, label = batch["truth"].float(), batch["label"].float()
+        position_loss = F.binary_cross_entropy_with_logits(output.position_logits[real], truth[real])
+        string_loss = F.binary_cross_entropy_with_logits(output.string_logits, label)
+        loss = {"position": position_loss, "string": string_loss, "both": position_loss + string_loss}[self.objective]
+        position_correct = ((output.position_logits > 0) == batch["truth"]) | ~real
+        metrics = {
+            f"{stage}/loss": loss,
+            f"{stage}/position_accuracy": ((output.position_logits > 0) == batch["truth"])[real].float().mean(),
+            f"{stage}/word_position_accuracy": position_correct.all(dim=1).float().mean(),
+            f"{stage}/string_accuracy": ((output.string_logits > 0) == batch["label"]).float().mean(),
+        }
+        batch_size = len(batch["lengths"])
+        self.log_dict(metrics, prog_bar=stage == "train", on_step=stage == "train", on_epoch=stage != "train",
+                      batch_size=batch_size)
+        return loss, output
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self._step(batch, "train")
+        self.log_dict(self.temperature_metrics(), on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        _, output = self._step(batch, "val", return_attention=True)
+        real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
+        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=len(batch["lengths"]))
+
+    def temperature_metrics(self) -> dict[str, torch.Tensor]:
+        """Each head's effective temperature tau_h * schedule (before any length factor)."""
+        metrics = {}
+        for layer, block in enumerate(self.model.blocks):
+            taus = block.attn.temperatures().detach() * self.model.tau_schedule
+            for head, tau in enumerate(taus):
+                metrics[f"temperature/layer{layer}_head{head}"] = tau
+        return metrics
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # Python, numpy and torch random states travel with the checkpoint, so a resumed run
+    # draws the same dropout masks and offsets as an uninterrupted one.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                                    "torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            random.setstate(states["python"])
+            np.random.set_state(states["numpy"])
+            torch.set_rng_state(states["torch"])
+
+
+def attention_statistics(attention: list[torch.Tensor], real: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean entropy (nats) and mean max weight of each layer's attention rows at real positions."""
+    statistics = {}
+    for layer, weights in enumerate(attention):  # (B, H, T, T+1)
+        rows = weights.permute(0, 2, 1, 3)[real]  # (real positions, H, T+1)
+        entropy = -(rows * torch.log(rows.clamp_min(1e-30))).sum(-1)
+        statistics[f"attention/layer{layer}_entropy"] = entropy.mean()
+        statistics[f"attention/layer{layer}_max_weight"] = rows.max(-1).values.mean()
+    return statistics
