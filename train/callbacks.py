@@ -83,7 +83,8 @@ class AttentionCaptureCallback(pl.Callback):
         splits = ["validation"] + [name for name in dataset if name.startswith("test_")]
         was_training = pl_module.training
         pl_module.eval()
-        first_maps = None
+        drawn_split = splits[1] if len(splits) > 1 else splits[0]  # the first test bin, else validation
+        shown = None
         for split in splits:
             rows = dataset[split].select(range(min(self.probe_words, len(dataset[split]))))
             folder = self.run_dir / "attention" / split
@@ -100,12 +101,12 @@ class AttentionCaptureCallback(pl.Callback):
                     "scores": [s.float().cpu() for s in output.scores],
                 }
                 torch.save(record, folder / f"batch_{index:03d}.pt")
-                if first_maps is None:
-                    first_maps = record
+                if index == 0 and split == drawn_split:
+                    shown = record
         pl_module.train(was_training)
-        if first_maps is not None:
-            length = int(first_maps["lengths"][0])
-            figure = plots.attention_maps([a[0] for a in first_maps["attention"]], length)
+        if shown is not None:
+            length = int(shown["lengths"][0])
+            figure = plots.attention_maps([a[0] for a in shown["attention"]], length)
             path = plots.save(figure, self.run_dir / "attention_maps.png")
             _log_to_wandb(trainer, {"attention_maps": path})
 

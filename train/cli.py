@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
@@ -123,6 +124,8 @@ def _git_commit() -> Optional[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `softhard train ...` hands its own arguments over; LightningCLI need not warn about sys.argv.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     try:
         cli = TrainCLI(
             LanguageModel,
@@ -138,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"softhard train: error: {error}", file=sys.stderr)
         return 2
     write_run_info(cli, argv)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path)
+    # The run's own checkpoints also carry Python/numpy random states, which the
+    # weights-only loader refuses; they are trusted files this command wrote.
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=False)
+    if cli.config.wandb != "disabled":  # close the run, so the next one in this process starts afresh
+        import wandb
+
+        wandb.finish()
     print(f"softhard train: run folder {cli.run_dir}")
     return 0

@@ -1,0 +1,148 @@
+"""Training: run folders, reproducibility, resumption, bad input, wandb offline, quickstart."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from train.cli import main as train
+from train.metrics import read_metrics
+from train.quickstart import main as quickstart
+
+TINY = [
+    "--data.language", "since_ab",
+    "--data.max_length", "5",
+    "--data.train_per_length", "16",
+    "--data.validation_per_length", "4",
+    "--data.test_per_length", "4",
+    "--data.test_lengths_per_bin", "2",
+    "--data.batch_size", "16",
+    "--model.transformer.n_layers", "2",
+    "--model.transformer.d_model", "16",
+    "--model.transformer.d_ff", "32",
+    "--trainer.log_every_n_steps", "1",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--probe_words", "3",
+    "--wandb", "disabled",
+]
+
+
+def run(tmp_path, name, *extra, cache=None):
+    run_dir = tmp_path / name
+    code = train([*TINY, "--data.cache_dir", str(cache or tmp_path / "data"), "--run_dir", str(run_dir), *extra])
+    return code, run_dir
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("runs")
+    code, run_dir = run(tmp_path, "a", "--trainer.max_epochs", "2", "--model.transformer.temperature", "learned")
+    assert code == 0
+    return run_dir
+
+
+def test_run_folder_holds_everything(finished):
+    names = {path.name for path in finished.iterdir()}
+    assert {"config.yaml", "run_info.json", "metrics.jsonl", "checkpoints", "length_generalization.csv",
+            "accuracy_by_length.png", "attention", "attention_maps.png"} <= names
+    info = json.loads((finished / "run_info.json").read_text())
+    assert info["language"] == "since_ab" and info["version"] == "0.1.0" and len(info["dataset_fingerprint"]) == 16
+    assert "since_ab" in (finished / "config.yaml").read_text()
+
+
+def test_length_generalization_reaches_ten_times_the_train_length(finished):
+    table = pd.read_csv(finished / "length_generalization.csv")
+    assert table.length.max() >= 10 * 5 and table.split.str.startswith("test_").all()
+    assert table[["string_accuracy", "position_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
+
+
+def test_metrics_file_records_losses_temperatures_and_attention(finished):
+    metrics = read_metrics(finished)
+    for column in ["train/loss", "val/string_accuracy", "temperature/layer1_head0", "attention/layer0_entropy",
+                   "attention/layer1_max_weight", "lengthgen/test_6_10/string_accuracy"]:
+        assert metrics[column].notna().any(), column
+    assert (metrics["temperature/layer0_head0"].dropna() > 0).all()
+
+
+def test_attention_capture_streams_batches_with_the_sink_column(finished):
+    record = torch.load(finished / "attention" / "test_41_50" / "batch_000.pt")
+    batch, width = record["input_ids"].shape
+    assert len(record["attention"]) == 2 and record["attention"][0].shape == (batch, 2, width, width + 1)
+    torch.testing.assert_close(record["attention"][1].sum(-1), torch.ones(batch, 2, width))
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+    first = run(tmp_path, "first", "--trainer.max_epochs", "2")[1]
+    second = run(tmp_path, "second", "--trainer.max_epochs", "2")[1]
+    assert (first / "length_generalization.csv").read_text() == (second / "length_generalization.csv").read_text()
+    assert (first / "metrics.jsonl").read_text() == (second / "metrics.jsonl").read_text()
+    third = run(tmp_path, "third", "--trainer.max_epochs", "2", "--seed_everything", "1")[1]
+    assert (third / "metrics.jsonl").read_text() != (first / "metrics.jsonl").read_text()
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
+    common = ["--model.transformer.dropout", "0.1"]  # dropout: the random state must travel too
+    straight = run(tmp_path, "straight", "--trainer.max_epochs", "4", *common)[1]
+    code, resumed = run(tmp_path, "resumed", "--trainer.max_epochs", "2", *common)
+    assert code == 0
+    assert run(tmp_path, "resumed", "--trainer.max_epochs", "4", "--ckpt_path", "last", *common)[0] == 0
+    final = lambda path: pd.read_csv(path / "length_generalization.csv").query("step == step.max()")  # noqa: E731
+    pd.testing.assert_frame_equal(final(straight).reset_index(drop=True), final(resumed).reset_index(drop=True))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--data.language", "nope"], "unknown language 'nope'"),
+        (["--data.min_length", "9"], "min_length <= max_length"),
+        (["--model.objective", "loudest"], "loudest"),
+        (["--ckpt_path", "last"], "no checkpoint at"),
+        (["--wandb", "sometimes"], "sometimes"),
+    ],
+)
+def test_bad_input_fails_at_start_up_without_a_run_folder(tmp_path, capsys, extra, message):
+    code, run_dir = run(tmp_path, "bad", *extra)
+    assert code == 2 and message in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, "bad", "--model.transformer.colour", "red")
+    assert exit_info.value.code == 2 and "colour" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys, finished):
+    code = train([*TINY, "--run_dir", str(finished), "--data.cache_dir", str(tmp_path)])
+    assert code == 2 and "--ckpt_path last" in capsys.readouterr().err
+
+
+def test_schedule_callback_anneals_the_temperature(tmp_path):
+    schedule = '{"tau_start": 1.0, "tau_end": 0.01, "steps": 8, "kind": "exponential"}'
+    run_dir = run(tmp_path, "anneal", "--trainer.max_epochs", "2", "--model.transformer.schedule", schedule)[1]
+    taus = read_metrics(run_dir)["temperature/layer0_head0"].dropna().tolist()
+    assert taus[0] == pytest.approx(1.0) and taus[-1] < 0.05 and taus == sorted(taus, reverse=True)
+
+
+def test_wandb_offline_keeps_the_config_without_network(tmp_path):
+    code, run_dir = run(tmp_path, "logged", "--trainer.max_steps", "2", "--wandb", "offline")
+    assert code == 0
+    records = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))  # the offline run, for `wandb sync`
+    assert len(records) == 1
+    content = records[0].read_bytes()
+    assert b'"language":"since_ab"' in content and b'"n_layers":2' in content  # the resolved config
+
+
+def test_quickstart_writes_a_report(tmp_path, capsys):
+    assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    report = tmp_path / "qs" / "report.md"
+    assert str(report) in out
+    text = report.read_text()
+    assert "## since_ab" in text and "## majority" in text and "majority-log_n" in text
+    assert (tmp_path / "qs" / "accuracy_by_length_majority.png").stat().st_size > 0
