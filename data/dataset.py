@@ -131,13 +131,24 @@ def build_dataset(language: Language, spec: DatasetSpec = DatasetSpec(), cache_d
     try:
         result.save_to_disk(str(staging))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        os.replace(staging, path)
+        _publish(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         datasets.enable_progress_bars()
     return datasets.load_from_disk(str(path))
+
+
+def _publish(staging: Path, path: Path) -> None:
+    """Rename the finished build into place; if another process published the same
+    fingerprint first, keep theirs (the contents are identical) and drop ours."""
+    try:
+        os.replace(staging, path)
+    except OSError:
+        if not (path / MANIFEST).exists():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_manifest(path: Path | str) -> dict:

@@ -139,7 +139,14 @@ _LANGUAGES = [
     ),
     # non-star-free controls: modular counting
     RegisteredLanguage("parity", "#a % 2 = 0", "a,b", "an even number of a's", "non-star-free", "b*(ab*ab*)*"),
-    RegisteredLanguage("even_length", "#true % 2 = 0", "a", "(aa)+: even length", "non-star-free", "(aa)+"),
+    RegisteredLanguage(
+        "even_length",
+        "a & H a & #a % 2 = 0",
+        "a,b",
+        "(aa)+: only a's, an even number of them (over {a,b}, so every even length has both classes)",
+        "non-star-free",
+        "(aa)+",
+    ),
     RegisteredLanguage(
         "tomita5", "#a % 2 = 0 & #b % 2 = 0", "a,b", "Tomita 5: even numbers of a's and of b's", "non-star-free"
     ),

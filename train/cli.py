@@ -23,6 +23,7 @@ from typing import Optional
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from train.callbacks import AttentionCaptureCallback, LengthGeneralizationCallback, TemperatureScheduleCallback
 from train.data import LanguageDataModule
@@ -54,7 +55,9 @@ class TrainCLI(LightningCLI):
             raise ValueError(f"--wandb: unknown value {config.wandb!r}; expected one of {WANDB_MODES}")
         self.run_dir = Path(config.run_dir or default_run_dir(config))
         self.ckpt_path = resolve_checkpoint(config.ckpt_path, self.run_dir)
-        if self.ckpt_path is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
+        # Only the first process judges the folder: under DDP the others start after it made it.
+        fresh_run = self.ckpt_path is None and rank_zero_only.rank == 0
+        if fresh_run and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise ValueError(
                 f"run folder {self.run_dir} already holds a run: resume it with --ckpt_path last, "
                 "or choose another --run_dir"
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"softhard train: error: {error}", file=sys.stderr)
         return 2
-    write_run_info(cli, argv)
+    if rank_zero_only.rank == 0:
+        write_run_info(cli, argv)
     # The run's own checkpoints also carry Python/numpy random states, which the
     # weights-only loader refuses; they are trusted files this command wrote.
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=False)

@@ -31,7 +31,11 @@ def node(cls):
             object.__setattr__(self, "_hash", cached)
         return cached
 
+    def __getstate__(self):  # string hashes differ between processes: never pickle the cache
+        return {key: value for key, value in self.__dict__.items() if key != "_hash"}
+
     cls.__hash__ = __hash__
+    cls.__getstate__ = __getstate__
     return cls
 
 
