@@ -80,6 +80,26 @@ class Alphabet:
             ids[position] = index
         return ids
 
+    def encode_equal_length(self, words: Sequence[Word]) -> np.ndarray:
+        """Symbol ids of non-empty words of one length, shape (B, n). Python strings over a
+        one-character alphabet are mapped in one numpy pass over their code points."""
+        if not words:
+            raise ValueError("no words to encode")
+        if len(word_lengths := {len(word) for word in words}) > 1:
+            raise ValueError(f"words of one length expected, got lengths {sorted(word_lengths)}")
+        one_character = all(len(symbol) == 1 for symbol in self.symbols)
+        if not (one_character and all(isinstance(word, str) for word in words)) or 0 in word_lengths:
+            return np.stack([self.encode(word) for word in words])
+        codes = np.array(words).view(np.uint32).reshape(len(words), -1)  # (B, n) code points
+        order = np.argsort([ord(symbol) for symbol in self.symbols])
+        sorted_codes = np.array([ord(self.symbols[k]) for k in order], dtype=np.uint32)
+        slots = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
+        unknown = sorted_codes[slots] != codes
+        if unknown.any():
+            row, position = map(int, np.argwhere(unknown)[0])
+            raise UnknownSymbolError(words[row][position], position, self.symbols)
+        return order[slots].astype(np.int64)
+
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.symbols[int(i)] for i in ids]
 

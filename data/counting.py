@@ -87,7 +87,8 @@ def counting_automaton(formula: Formula, alphabet: Alphabet, length: int, accept
             f"formula {formula} at length {length} needs {size} count-aware states x {length + 1} layers, "
             f"over the limit MAX_TABLE_CELLS = {MAX_TABLE_CELLS} (data.counting)"
         )
-    grid = np.indices(shape).reshape(len(shape), -1) + low[:, None]  # (D, V) form values
+    grid = np.indices(shape).reshape(len(shape), -1) if shape else np.zeros((0, 1), dtype=np.int64)
+    grid = grid + low[:, None]  # (D, V) form values; one empty column when no count matters
     values = grid.shape[1]
     k = len(alphabet)
     transitions = np.empty((dfa.num_states, values, k), dtype=np.int64)

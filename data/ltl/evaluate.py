@@ -164,13 +164,15 @@ def evaluate_batch(formula: Formula, words: Iterable[Word], alphabet=None) -> li
     """Truth at every position of each word; words of equal length are evaluated together."""
     words = list(words)
     alphabet = Alphabet.covering(words, formula.symbols) if alphabet is None else _as_alphabet(alphabet)
-    encoded = [alphabet.encode(word) for word in words]
     results: list[np.ndarray | None] = [None] * len(words)
     by_length: dict[int, list[int]] = {}
-    for index, ids in enumerate(encoded):
-        by_length.setdefault(len(ids), []).append(index)
+    for index, word in enumerate(words):
+        if len(word) == 0:
+            raise ValueError(f"words are non-empty: word {index} is empty")
+        by_length.setdefault(len(word), []).append(index)
     for indices in by_length.values():
-        truth = label_positions(formula, np.stack([encoded[i] for i in indices]), alphabet)
+        ids = alphabet.encode_equal_length([words[i] for i in indices])
+        truth = label_positions(formula, ids, alphabet)
         for row, index in enumerate(indices):
             results[index] = truth[row]
     return results
