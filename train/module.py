@@ -50,7 +50,7 @@ class LanguageModel(pl.LightningModule):
             changes["vocab_size"] = vocab_size
         if max_positions is not None and max_positions > transformer.max_len:
             changes["max_len"] = max_positions
-        self.config = dataclasses.replace(transformer, **changes) if changes else transformer
+        self.config = dataclasses.replace(transformer, **changes)  # a copy: the default instance stays untouched
         self.save_hyperparameters({"transformer": dataclasses.asdict(self.config), "objective": objective, "lr": lr,
                                    "weight_decay": weight_decay})
         self.model = Transformer(self.config)
