@@ -26,7 +26,7 @@ from data.alphabet import Alphabet
 from data.automata import compile_letters
 from data.errors import AutomatonTooLargeError
 from data.ltl.evaluate import evaluate_nodes
-from data.ltl.syntax import Arithmetic, Binary, Compare, Constant, Count, Formula, Integer, Modulo, Symbol, Term, Unary
+from data.ltl.syntax import Binary, Compare, Constant, Count, Formula, Integer, Modulo, Symbol, Term, Unary
 
 MAX_TABLE_CELLS = 20_000_000
 MAX_PROPOSITIONS = 8

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from models.masks import MASKS, mask_bounds, visibility, visible_key_count
 from models.positional import (
-    FEATURES,
     POSITIONAL,
     PositionalEncoding,
     alibi_bias,
