@@ -1,0 +1,154 @@
+"""Stage 2: the residual layout and the schedule (which layer computes which subformula).
+
+Residual stream: one coordinate ``<one>`` (constant 1), the positional features the mode uses
+(``<i/n>`` in soft-scaled, ``<i>`` and ``<i^2>`` in soft-unbounded, plus ``<1/i>`` = 1/(i+1)
+when the formula counts), then one dimension per subformula (children first), one per counting
+term ``#p`` (holding the fraction #p/(i+1), the only non-0/1 coordinates) and one per auxiliary
+target indicator ``q | !p`` of S/U.
+
+Schedule, with the *layer depth* d of a node (temporal operators, ``#`` and comparisons each add
+one attention layer; Boolean connectives and ``+ -`` add none):
+- d = 0 (symbols, constants and Boolean combinations of them: "local" nodes): written by the
+  token embedding, a lookup table from the symbol to every local node's value;
+- attention nodes (temporal operators, ``#p``, comparisons) of depth d: heads in block d - 1;
+  (soft-unbounded F p and G p add two layers: one for z_k = k p_k, ``PositionTimes``, one for
+  themselves);
+- other Boolean nodes of depth d: the MLP of block d - 1, as one truth table over their
+  *leaves* (the local or attention nodes below them reached through Boolean connectives),
+  which are all ready by then (leaves of depth d come from the same block's heads).
+So the model has max(1, depth) blocks; for counting-free formulas depth = temporal depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data.ltl.syntax import (
+    Arithmetic,
+    Compare,
+    Constant,
+    Count,
+    Formula,
+    Integer,
+    Node,
+    uses_counting,
+)
+from models.compiler.operators import (
+    ONE,
+    POS_I,
+    POS_I2,
+    POS_IN,
+    POS_INV,
+    PositionTimes,
+    aux_score,
+    is_boolean,
+    is_temporal,
+)
+
+FEATURES = {"hard": [], "soft-scaled": [("i/n", POS_IN)], "soft-unbounded": [("i", POS_I), ("i^2", POS_I2)]}
+
+
+def needs_position_times(node: Node, mode: str) -> bool:
+    """soft-unbounded F and G read z_k = k p_k, computed by one extra head first."""
+    return mode == "soft-unbounded" and is_temporal(node) and node.op in ("F", "G")
+
+
+def layer_depth(node: Node, memo: dict, mode: str = "hard") -> int:
+    if node in memo:
+        return memo[node]
+    below = max((layer_depth(child, memo, mode) for child in node.children()), default=0)
+    adds = is_temporal(node) or isinstance(node, (Count, Compare))
+    memo[node] = below + int(adds) + int(needs_position_times(node, mode))
+    return memo[node]
+
+
+def is_attention_node(node) -> bool:
+    """Computed by attention heads: temporal operators, counts, comparisons, position-times."""
+    return is_temporal(node) or isinstance(node, (Count, Compare, PositionTimes))
+
+
+@dataclass
+class Layout:
+    coordinates: list  # ONE, positional names, then nodes, in residual order
+    index: dict  # coordinate -> residual dimension
+    local: list  # depth-0 nodes (token embedding)
+    attention: list  # per block: the nodes its heads compute (temporal, counts, comparisons)
+    boolean: list  # per block: the Boolean nodes its MLP computes
+    depth: dict  # node -> layer depth
+    aux: set = field(default_factory=set)  # auxiliary target indicators (not subformulas of the root)
+    features: list = field(default_factory=list)  # (feature name for models.positional, coordinate)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.attention)
+
+
+def plan(formula: Formula, mode: str) -> Layout:
+    nodes = [n for n in formula.walk() if not isinstance(n, (Integer, Arithmetic))]
+    known = set(nodes)
+    aux = set()
+    for node in list(nodes):
+        if is_temporal(node) and node.op in ("S", "U"):
+            helper = aux_score(node)
+            if helper not in known:
+                known.add(helper)
+                aux.add(helper)
+                nodes.insert(nodes.index(node), helper)  # before its user; its operands come earlier
+        if needs_position_times(node, mode):
+            z = PositionTimes(node.arg)
+            if z not in known:
+                known.add(z)
+                nodes.insert(nodes.index(node), z)
+    features = list(FEATURES[mode]) + ([("1/i", POS_INV)] if uses_counting(formula) else [])
+    coordinates = [ONE] + [name for _, name in features] + nodes
+    index = {c: d for d, c in enumerate(coordinates)}
+    memo: dict = {}
+    depth = max(1, layer_depth(formula, memo, mode))
+    for node in nodes:
+        if isinstance(node, PositionTimes):
+            memo[node] = layer_depth(node.arg, memo, mode) + 1
+        else:
+            layer_depth(node, memo, mode)
+    attention = [[] for _ in range(depth)]
+    boolean = [[] for _ in range(depth)]
+    local = []
+    for node in nodes:
+        d = memo[node]
+        if d == 0:
+            local.append(node)
+        elif is_attention_node(node):
+            attention[d - 1].append(node)
+        elif is_boolean(node):
+            boolean[d - 1].append(node)
+        else:  # validation rejects everything else first
+            raise NotImplementedError(f"no construction for `{node}` ({type(node).__name__})")
+    return Layout(coordinates, index, local, attention, boolean, memo, aux, features)
+
+
+def leaves(node: Formula, layout: Layout, top: bool = True) -> list:
+    """The local or attention-computed nodes with a residual dimension below a Boolean node,
+    reached through Boolean connectives, each once (a local node without a dimension, such as the
+    ``!p`` inside an auxiliary ``q | !p``, is looked through; a constant without one is folded
+    into the table)."""
+    if not top and node in layout.index and (layout.depth.get(node, 0) == 0 or is_attention_node(node)):
+        return [node]
+    if isinstance(node, Constant):
+        return []
+    found = []
+    for child in node.children():
+        for leaf in leaves(child, layout, top=False):
+            if leaf not in found:
+                found.append(leaf)
+    return found
+
+
+def boolean_value(node: Formula, assignment: dict) -> bool:
+    """The value of a Boolean node given its leaves' values."""
+    if node in assignment:
+        return assignment[node]
+    if isinstance(node, Constant):
+        return node.value
+    if node.op == "!":
+        return not boolean_value(node.arg, assignment)
+    left, right = boolean_value(node.left, assignment), boolean_value(node.right, assignment)
+    return {"&": left and right, "|": left or right, "->": (not left) or right, "<->": left == right}[node.op]

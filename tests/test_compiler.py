@@ -1,0 +1,323 @@
+"""The formula compiler (models/compiler): exactness, metadata, soft modes, errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from data.alphabet import Alphabet
+from data.ltl import parse
+from data.ltl.evaluate import label_positions
+from data.ltl.syntax import (
+    Arithmetic,
+    Binary,
+    Compare,
+    Constant,
+    Count,
+    Integer,
+    Modulo,
+    Symbol,
+    Unary,
+    temporal_depth,
+    uses_counting,
+)
+from data.registry import REGISTRY
+from models.compiler import compile_formula
+from models.transformer import Transformer
+
+NON_COUNTING = [spec for spec in REGISTRY.values() if spec.kind != "counting" and not uses_counting(parse(spec.formula))]
+
+
+def all_words(k: int, n: int) -> np.ndarray:
+    return np.array(list(itertools.product(range(k), repeat=n)), dtype=np.int64)
+
+
+def random_formula(rng: np.random.Generator, depth: int, symbols, ops=("Y", "X", "O", "H", "F", "G", "S", "U")):
+    """A random formula of temporal depth <= depth mixing past and future operators."""
+    roll = rng.random()
+    if depth == 0 or roll < 0.15:
+        if rng.random() < 0.1:
+            return Constant(bool(rng.integers(2)))
+        return Symbol(str(rng.choice(symbols)))
+    if roll < 0.3:
+        return Unary("!", random_formula(rng, depth, symbols, ops))
+    if roll < 0.45:
+        op = str(rng.choice(["&", "|", "->", "<->"]))
+        return Binary(op, random_formula(rng, depth, symbols, ops), random_formula(rng, depth - 1, symbols, ops))
+    op = str(rng.choice(ops))
+    if op in ("S", "U"):
+        return Binary(op, random_formula(rng, depth - 1, symbols, ops), random_formula(rng, depth - 1, symbols, ops))
+    return Unary(op, random_formula(rng, depth - 1, symbols, ops))
+
+
+def random_formulas(count: int, seed: int, ops=("Y", "X", "O", "H", "F", "G", "S", "U")):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        symbols = ["a", "b", "c"][: 2 + len(out) % 2]
+        phi = random_formula(rng, 4, symbols, ops)
+        if temporal_depth(phi) >= 1:
+            out.append((phi, Alphabet(symbols)))
+    return out
+
+
+RANDOM = random_formulas(30, seed=0)
+
+
+def check_agrees(compiled, phi, alphabet, lengths=range(1, 8), long_words=20, long_length=200, seed=0):
+    for n in lengths:
+        ids = all_words(len(alphabet), n)
+        np.testing.assert_array_equal(compiled.predict(ids), label_positions(phi, ids, alphabet), err_msg=f"{phi} n={n}")
+    if long_words:
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(0, len(alphabet), size=(long_words, long_length))
+        np.testing.assert_array_equal(compiled.predict(ids), label_positions(phi, ids, alphabet), err_msg=f"{phi} long")
+
+
+@pytest.mark.parametrize("spec", NON_COUNTING, ids=lambda s: s.name)
+def test_hard_registry_languages(spec):
+    phi, alphabet = parse(spec.formula), Alphabet.from_text(spec.alphabet)
+    compiled = compile_formula(phi, alphabet, mode="hard")
+    assert isinstance(compiled.model, Transformer)
+    assert compiled.model.config.n_layers == max(1, temporal_depth(phi))
+    check_agrees(compiled, phi, alphabet)
+
+
+@pytest.mark.parametrize("index", range(len(RANDOM)))
+def test_hard_random_formulas(index):
+    phi, alphabet = RANDOM[index]
+    check_agrees(compile_formula(phi, alphabet, mode="hard"), phi, alphabet, seed=index)
+
+
+def test_random_formulas_cover_every_operator():
+    ops = {n.op for phi, _ in RANDOM for n in phi.walk() if isinstance(n, (Unary, Binary))}
+    assert {"Y", "X", "O", "H", "F", "G", "S", "U", "!", "&", "|", "->", "<->"} <= ops
+
+
+def test_residual_stream_holds_exact_truth_values():
+    phi, alphabet = parse("(a | b) S (c & H(a -> F b))"), Alphabet.from_text("a,b,c")
+    compiled = compile_formula(phi, alphabet)
+    ids = all_words(3, 5)
+    out = compiled.model(torch.as_tensor(ids))
+    final = out.hidden_states[-1].detach().numpy()
+    for sub in phi.subformulas():
+        values = final[..., compiled.residual_layout[str(sub)]]
+        np.testing.assert_array_equal(values, label_positions(sub, ids, alphabet).astype(values.dtype), err_msg=str(sub))
+
+
+def test_worked_example_and_layout():
+    compiled = compile_formula(parse("b S a"), "a,b")
+    assert compiled.predict(Alphabet.from_text("a,b").encode("abba")[None]).astype(int).tolist() == [[0, 1, 1, 1]]
+    assert set(compiled.residual_layout) >= {"<one>", "a", "b", "b S a"}
+    (head,) = compiled.heads
+    assert (head.layer, head.head, head.operator, head.subformula) == (0, 0, "S", "b S a")
+    assert (head.mask, head.kind, head.score) == ("strict_past", "rightmost", "a | !b")
+
+
+METADATA_FORMULAS = [("(a | b) S (c & H(a -> F b))", "a,b,c"), ("X a U (Y b & O a) | G(a -> X b)", "a,b"),
+                     ("Y Y a & H(a <-> X b)", "a,b"), ("H(#a >= #b) & #a = #(b S a) + 1 | X(#c < 2)", "a,b,c")]
+
+
+@pytest.mark.parametrize("text,symbols", METADATA_FORMULAS)
+def test_hard_attention_stays_inside_declared_targets(text, symbols):
+    phi, alphabet = parse(text), Alphabet.from_text(symbols)
+    compiled = compile_formula(phi, alphabet)
+    ids = np.concatenate([all_words(len(alphabet), 6), np.random.default_rng(1).integers(0, len(alphabet), (5, 6))])
+    out = compiled.model(torch.as_tensor(ids), return_attention=True)
+    targets = compiled.hard_targets(ids)
+    assert len(targets) == len(compiled.heads) >= 2
+    for info, target in zip(compiled.heads, targets):
+        att = out.attention[info.layer][:, info.head].detach().numpy()  # (B, n, n+1)
+        assert target.shape == att.shape
+        assert (att[~target] == 0).all(), info.subformula
+        np.testing.assert_allclose(att.sum(-1), 1.0)
+        if info.target_rule in ("last", "first"):  # a unique target per query
+            assert (target.sum(-1) == 1).all()
+
+
+def test_hard_targets_examples():
+    alphabet = Alphabet.from_text("a,b")
+    compiled = compile_formula(parse("Y a & X b & (b S a) & F a"), alphabet)
+    word = alphabet.encode("abba")[None]
+    sets = {info.operator: t[0] for info, t in zip(compiled.heads, compiled.hard_targets(word))}
+    cols = lambda rows: [np.flatnonzero(r).tolist() for r in rows]
+    assert cols(sets["Y"]) == [[0], [1], [2], [3]]
+    assert cols(sets["X"]) == [[2], [3], [4], [0]]
+    assert cols(sets["S"]) == [[0], [1], [1], [1]]  # a | !b holds at 0 only
+    assert cols(sets["F"]) == [[4], [4], [4], [0]]
+
+
+@pytest.mark.parametrize("spec", [s for s in NON_COUNTING if s.name in ("tomita7", "dyck_depth2", "since_history_future",
+                                                                        "request_response", "first_a", "since_ab")],
+                         ids=lambda s: s.name)
+def test_soft_scaled_registry(spec):
+    phi, alphabet = parse(spec.formula), Alphabet.from_text(spec.alphabet)
+    compiled = compile_formula(phi, alphabet, mode="soft-scaled", length=200)
+    assert all(info.kind == "softmax" for info in compiled.heads)
+    assert all(block.attn.kinds == ["softmax"] * len(block.attn.kinds) for block in compiled.model.blocks)
+    check_agrees(compiled, phi, alphabet, lengths=range(1, 7))
+
+
+@pytest.mark.parametrize("index", range(0, len(RANDOM), 3))
+def test_soft_scaled_random(index):
+    phi, alphabet = RANDOM[index]
+    check_agrees(compile_formula(phi, alphabet, mode="soft-scaled", length=200), phi, alphabet, lengths=range(1, 7),
+                 seed=index)
+
+
+def test_soft_scaled_attention_close_to_targets():
+    phi = parse("(a | b) S (c & H(a -> F b)) | X a U Y b | #a - #b != 2 & #c <= #(a S b)")
+    alphabet = Alphabet.from_text("a,b,c")
+    compiled = compile_formula(phi, alphabet, mode="soft-scaled", length=50)
+    ids = np.random.default_rng(2).integers(0, 3, (8, 50))
+    out = compiled.model(torch.as_tensor(ids), return_attention=True)
+    for info, target in zip(compiled.heads, compiled.hard_targets(ids)):
+        att = out.attention[info.layer][:, info.head].detach().numpy()
+        assert (att * target).sum(-1).min() >= 1 - compiled.epsilon, info.subformula
+        assert info.tau < 1
+
+
+def test_soft_scaled_weights_switched_to_hard_are_exact():
+    phi, alphabet = RANDOM[1]
+    compiled = compile_formula(phi, alphabet, mode="soft-scaled", length=100)
+    compiled.model.set_attention_kind([[info.hard_kind for info in compiled.heads if info.layer == layer]
+                                       + ["rightmost"] * (compiled.model.config.n_heads
+                                                          - sum(i.layer == layer for i in compiled.heads))
+                                       for layer in range(compiled.model.config.n_layers)])
+    check_agrees(compiled, phi, alphabet, lengths=range(1, 6), long_length=100)
+
+
+NO_UNTIL = random_formulas(10, seed=5, ops=("Y", "X", "O", "H", "F", "G", "S"))
+
+
+@pytest.mark.parametrize("index", range(len(NO_UNTIL)))
+def test_soft_unbounded_without_until(index):
+    phi, alphabet = NO_UNTIL[index]
+    compiled = compile_formula(phi, alphabet, mode="soft-unbounded")
+    assert compiled.model.config.positional == ["i", "i^2"]
+    assert all(info.kind == "softmax" for info in compiled.heads)
+    check_agrees(compiled, phi, alphabet, lengths=range(1, 7), seed=index)
+
+
+def test_soft_unbounded_registry_languages():
+    for name in ("tomita4", "tomita7", "since_nested", "since_left_nested", "dyck_depth2", "request_response"):
+        spec = REGISTRY[name]
+        phi, alphabet = parse(spec.formula), Alphabet.from_text(spec.alphabet)
+        check_agrees(compile_formula(phi, alphabet, mode="soft-unbounded"), phi, alphabet, lengths=range(1, 6),
+                     long_words=5, long_length=500)
+
+
+def test_soft_unbounded_attention_close_to_targets():
+    phi = parse("H(a -> F b) & (a S Y c) | G X a | #a - #(b S c) > 1 & #c = 3")
+    alphabet = Alphabet.from_text("a,b,c")
+    compiled = compile_formula(phi, alphabet, mode="soft-unbounded")
+    assert {info.operator for info in compiled.heads} >= {"i*", "F", "G", "H", "S", "Y", "X", "#", "compare"}
+    ids = np.random.default_rng(3).integers(0, 3, (6, 80))
+    out = compiled.model(torch.as_tensor(ids), return_attention=True)
+    for info, target in zip(compiled.heads, compiled.hard_targets(ids)):
+        att = out.attention[info.layer][:, info.head].detach().numpy()
+        assert (att * target).sum(-1).min() >= 1 - compiled.epsilon, info.subformula
+
+
+def test_unsupported_operators_listed_at_once():
+    with pytest.raises(NotImplementedError) as err:
+        compile_formula(parse("#a > #b & Y(#a % 2 = 0) | #b % 3 = 1"), "a,b")
+    message = str(err.value)
+    assert "Modulo" in message and "#a % 2 = 0" in message and "#b % 3 = 1" in message
+    with pytest.raises(NotImplementedError) as err:
+        compile_formula(parse("(#a > #b | b U a) & X(a U b)"), "a,b", mode="soft-unbounded")
+    assert "`b U a`" in str(err.value) and "`a U b`" in str(err.value)
+    with pytest.raises(NotImplementedError, match="operator U .*soft-unbounded"):
+        compile_formula(parse("O a & F b & a U b"), "a,b", mode="soft-unbounded")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown mode"):
+        compile_formula(parse("a"), "a,b", mode="soft")
+    with pytest.raises(ValueError, match="length"):
+        compile_formula(parse("Y a"), "a,b", mode="soft-scaled")
+    with pytest.raises(ValueError, match="exceed length=5"):
+        compile_formula(parse("Y a"), "a,b", mode="soft-scaled", length=5).predict(np.zeros((1, 6), dtype=int))
+    with pytest.raises(TypeError, match="parsed Formula"):
+        compile_formula("Y a", "a,b")
+    with pytest.raises(ValueError, match="'c'"):
+        compile_formula(parse("Y c"), "a,b")
+
+
+def test_depth_zero_and_constants():
+    for text in ("a", "true", "false", "!a | b", "a <-> b"):
+        phi = parse(text)
+        compiled = compile_formula(phi, "a,b")
+        assert compiled.heads == []
+        check_agrees(compiled, phi, Alphabet.from_text("a,b"), long_words=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# counting: #p by uniform attention, comparisons by sign heads (hard and soft-scaled)
+
+COUNTING = [spec for spec in REGISTRY.values() if spec.kind == "counting"]
+MODULAR = [spec for spec in REGISTRY.values() if any(isinstance(n, Modulo) for n in parse(spec.formula).walk())]
+
+
+def random_counting_formula(rng, depth, symbols):
+    """A random formula with comparisons of count terms over random (temporal) subformulas."""
+    def term():
+        out = Count(random_formula(rng, max(0, depth - 1), symbols))
+        for _ in range(int(rng.integers(0, 3))):
+            right = Count(random_formula(rng, max(0, depth - 1), symbols)) if rng.random() < 0.6 else Integer(int(rng.integers(0, 4)))
+            out = Arithmetic(str(rng.choice(["+", "-"])), out, right)
+        return out
+
+    compare = Compare(str(rng.choice(["<", "<=", "=", "!=", ">", ">="])), term(),
+                      term() if rng.random() < 0.6 else Integer(int(rng.integers(0, 4))))
+    other = random_formula(rng, depth, symbols)
+    shape = rng.integers(4)
+    if shape == 0:
+        return compare
+    if shape == 1:
+        return Binary(str(rng.choice(["&", "|", "<->"])), compare, other)
+    return Unary(str(rng.choice(["Y", "X", "O", "H", "F", "G"])), compare) if shape == 2 else Binary("S", other, compare)
+
+
+COUNTING_RANDOM = [(random_counting_formula(np.random.default_rng(100 + k), 2, ["a", "b", "c"][: 2 + k % 2]),
+                    Alphabet(["a", "b", "c"][: 2 + k % 2])) for k in range(12)]
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft-scaled", "soft-unbounded"])
+@pytest.mark.parametrize("spec", COUNTING, ids=lambda s: s.name)
+def test_counting_registry(spec, mode):
+    phi, alphabet = parse(spec.formula), Alphabet.from_text(spec.alphabet)
+    compiled = compile_formula(phi, alphabet, mode=mode, length=200)
+    check_agrees(compiled, phi, alphabet)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft-scaled", "soft-unbounded"])
+@pytest.mark.parametrize("index", range(len(COUNTING_RANDOM)))
+def test_counting_random(index, mode):
+    phi, alphabet = COUNTING_RANDOM[index]
+    if mode == "soft-unbounded" and any(getattr(n, "op", None) == "U" for n in phi.walk()):
+        with pytest.raises(NotImplementedError, match="operator U"):  # no soft-unbounded until
+            compile_formula(phi, alphabet, mode=mode)
+        return
+    check_agrees(compile_formula(phi, alphabet, mode=mode, length=200), phi, alphabet, lengths=range(1, 7), seed=index)
+
+
+@pytest.mark.parametrize("spec", MODULAR, ids=lambda s: s.name)
+def test_modular_languages_raise(spec):
+    with pytest.raises(NotImplementedError, match="Modulo"):
+        compile_formula(parse(spec.formula), spec.alphabet)
+
+
+def test_counting_metadata_and_layout():
+    compiled = compile_formula(parse("#a - #b >= 2"), "a,b")
+    ops = [(h.layer, h.operator, h.subformula, h.mask, h.kind) for h in compiled.heads]
+    assert ops == [(0, "#", "#a", "past", "average"), (0, "#", "#b", "past", "average"),
+                   (1, "compare", "#a - #b >= 2", "past", "rightmost")]
+    assert "<1/i>" in compiled.residual_layout and "#a" in compiled.residual_layout
+    ids = Alphabet.from_text("a,b").encode("aabab")[None]
+    out = compiled.model(torch.as_tensor(ids))
+    np.testing.assert_allclose(out.hidden_states[1][0, :, compiled.residual_layout["#a"]].detach().numpy(),
+                               [1, 1, 2 / 3, 3 / 4, 3 / 5], rtol=1e-6)
