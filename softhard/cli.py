@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS = {
     "data": ("data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
     "train": ("train.cli", "train a transformer on a language from a YAML config (LightningCLI)"),
+    "construct": ("models.compiler.cli", "compile a formula into hard/soft attention and check it against data.ltl"),
     "grid": ("train.grid", "run a grid of training runs in parallel on one machine (resumable)"),
     "quickstart": ("train.quickstart", "data, training and a length-generalization report in a few CPU minutes"),
 }
