@@ -10,7 +10,7 @@ import numpy as np
 from data.alphabet import Alphabet
 from data.automata import DFA, compile_dfa
 from data.counting import counting_automaton
-from data.errors import NotRegularError
+from data.errors import EmptyClassError, NotRegularError
 from data.ltl import Formula, parse
 from data.ltl.evaluate import label_positions, truth_tables
 from data.ltl.syntax import Compare
@@ -76,6 +76,22 @@ class Language:
         if label == "any":
             return rng.integers(0, len(self.alphabet), size=(count, length), dtype=np.int64)
         return self.sampler(length, label).sample(count, rng)
+
+    def sample_both(self, length: int, count: int, seed: int) -> np.ndarray:
+        """``count`` members then ``count`` non-members of one length, (<= 2 count, length) ids.
+
+        A class with no word of this length is left out (every word is in one of the two). The
+        generator is seeded by (seed, length), so a length gets the same words whatever other
+        lengths are drawn beside it.
+        """
+        rng = np.random.default_rng([seed, length])
+        samples = []
+        for label in ("positive", "negative"):
+            try:
+                samples.append(self.sample(length, count, label, rng))
+            except EmptyClassError:
+                continue
+        return np.concatenate(samples)
 
     def label(self, ids: np.ndarray) -> np.ndarray:
         """Truth of the formula at every position of equal-length encoded words: (B, n) bool."""

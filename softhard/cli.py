@@ -13,8 +13,11 @@ SUBCOMMANDS = {
     "data": ("data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
     "train": ("train.cli", "train a transformer on a language from a YAML config (LightningCLI)"),
     "construct": ("models.compiler.cli", "compile a formula into hard/soft attention and check it against data.ltl"),
+    "sweep": ("models.compiler.sweep", "largest exact temperature vs length per dtype of a compiled formula: CSV, figures"),
     "grid": ("train.grid", "run a grid of training runs in parallel on one machine (resumable)"),
-    "quickstart": ("train.quickstart", "data, training and a length-generalization report in a few CPU minutes"),
+    "report": ("analysis.report", "markdown/HTML report of runs: length generalization, attention vs constructions, "
+               "temperature, probes"),
+    "quickstart": ("softhard.quickstart", "data, training and a report of four runs in a few CPU minutes"),
 }
 
 

@@ -293,3 +293,15 @@ def test_counting_sampler_accepts_comparisons_whose_counts_cancel(formula):
     for label in ("positive", "negative"):
         draws, _ = assert_uniform(language, 4, label, per_word=25, seed=51)
         assert_labels(language, draws, label)
+
+
+def test_sample_both_gives_members_then_non_members_and_skips_an_empty_class():
+    language = Language.from_text("a S b", "a,b,c")
+    ids = language.sample_both(9, 5, seed=3)
+    assert ids.shape == (10, 9)
+    assert language.label(ids)[:, -1].tolist() == [True] * 5 + [False] * 5
+    assert np.array_equal(ids, language.sample_both(9, 5, seed=3))  # seeded by (seed, length)
+    assert not np.array_equal(ids, language.sample_both(9, 5, seed=4))
+    tautology = Language.from_text("a | !a", "a,b")  # no non-member: members only
+    words = tautology.sample_both(4, 3, seed=0)
+    assert words.shape == (3, 4) and tautology.label(words).all()

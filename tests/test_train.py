@@ -1,4 +1,4 @@
-"""Training: run folders, reproducibility, resumption, bad input, wandb offline, quickstart."""
+"""Training: run folders, reproducibility, resumption, bad input, wandb offline."""
 
 from __future__ import annotations
 
@@ -8,27 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import TINY_RUN
 from train.cli import main as train
 from train.metrics import read_metrics
-from train.quickstart import main as quickstart
 
-TINY = [
-    "--data.language", "since_ab",
-    "--data.max_length", "5",
-    "--data.train_per_length", "16",
-    "--data.validation_per_length", "4",
-    "--data.test_per_length", "4",
-    "--data.test_lengths_per_bin", "2",
-    "--data.batch_size", "16",
-    "--model.transformer.n_layers", "2",
-    "--model.transformer.d_model", "16",
-    "--model.transformer.d_ff", "32",
-    "--trainer.log_every_n_steps", "1",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-    "--probe_words", "3",
-    "--wandb", "disabled",
-]
+TINY = ["--data.language", "since_ab", *TINY_RUN]
 
 
 def run(tmp_path, name, *extra, cache=None):
@@ -136,13 +120,3 @@ def test_wandb_offline_keeps_the_config_without_network(tmp_path):
     assert len(records) == 1
     content = records[0].read_bytes()
     assert b'"language":"since_ab"' in content and b'"n_layers":2' in content  # the resolved config
-
-
-def test_quickstart_writes_a_report(tmp_path, capsys):
-    assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
-    out = capsys.readouterr().out
-    report = tmp_path / "qs" / "report.md"
-    assert str(report) in out
-    text = report.read_text()
-    assert "## since_ab" in text and "## majority" in text and "majority-log_n" in text
-    assert (tmp_path / "qs" / "accuracy_by_length_majority.png").stat().st_size > 0

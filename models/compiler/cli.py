@@ -3,11 +3,12 @@
     softhard construct --formula "a S b" --alphabet a,b,c --mode soft-scaled --lengths 16,256,4096 --json
 
 For each length, ``--words`` members and ``--words`` non-members are sampled exactly
-(data/), the compiled model runs on the explicit attention path one word at a time, and
-the line reports ``length``, ``accuracy`` (per-position agreement with data.ltl),
-``string_accuracy`` (last position), ``max_offtarget_mass`` (the largest attention mass any
-head puts outside its hard target set, sink included as column 0) and ``temperatures``
-(each head's tau). In soft-scaled mode the model is compiled for each length n.
+(data/), the compiled model runs through ``blocked.evaluate`` (blocks of queries, memory linear
+in the length; ``--dtype`` casts weights and positional features), and the line reports
+``length``, ``accuracy`` (per-position agreement with data.ltl), ``string_accuracy`` (last
+position), ``max_offtarget_mass`` (the largest attention mass any head puts outside its hard
+target set, sink included as column 0) and ``temperatures`` (each head's tau). In soft-scaled
+mode the model is compiled for each length n.
 """
 
 from __future__ import annotations
@@ -16,63 +17,40 @@ import argparse
 import json
 import sys
 
-import numpy as np
 import torch
 
 from data.alphabet import Alphabet
-from data.errors import EmptyClassError
 from data.language import Language
 from data.ltl import parse
+from models.compiler.blocked import DTYPES, evaluate
 from models.compiler.compiling import compile_formula
 
 MODES = ("hard", "soft-unbounded", "soft-scaled")
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
-@torch.no_grad()
+def check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+
+
 def measure(language: Language, mode: str, length: int, words: int, dtype: str, device: str, seed: int) -> dict:
     compiled = compile_formula(language.formula, language.alphabet, mode=mode, length=length)
-    model = compiled.model.to(device)
-    if dtype == "float64":
-        model = model.double()
-    rng = np.random.default_rng([seed, length])
-    samples = []
-    for label in ("positive", "negative"):
-        try:
-            samples.append(language.sample(length, words, label, rng))
-        except EmptyClassError:
-            continue
-    if not samples:
-        raise EmptyClassError(f"{language.title} has no word of length {length} in either class")
-    ids = np.concatenate(samples)
-    truth = language.label(ids)
-    right = offtarget = 0.0
-    string_right = 0
-    for row in range(len(ids)):
-        word = torch.as_tensor(ids[row : row + 1], device=device)
-        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            output = model(word, return_attention=True)
-        predicted = (output.position_logits[0] > 0).cpu().numpy()
-        right += float((predicted == truth[row]).mean())
-        string_right += int(predicted[-1] == truth[row, -1])
-        targets = compiled.hard_targets(ids[row : row + 1])
-        for info, target in zip(compiled.heads, targets):
-            weights = output.attention[info.layer][0, info.head].float().cpu().numpy()  # (n, n+1)
-            outside = np.where(target[0], 0.0, weights).sum(axis=-1).max()
-            offtarget = max(offtarget, float(outside))
+    ids = language.sample_both(length, words, seed)
+    result = evaluate(compiled, ids, dtype=dtype, device=device, offtarget=True)
+    right = result.predictions == language.label(ids)  # (2 * words, length)
     return {
         "length": length,
         "mode": mode,
         "dtype": dtype,
         "words": len(ids),
-        "accuracy": right / len(ids),
-        "string_accuracy": string_right / len(ids),
-        "max_offtarget_mass": offtarget,
+        "accuracy": float(right.mean()),
+        "string_accuracy": float(right[:, -1].mean()),
+        "max_offtarget_mass": float(result.offtarget.max(initial=0.0)),
         "temperatures": [info.tau for info in compiled.heads],
     }
 
 
-def _lengths(text: str) -> list[int]:
+def parse_lengths(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",")]
     except ValueError:
@@ -82,23 +60,46 @@ def _lengths(text: str) -> list[int]:
     return values
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= low."""
+    def parse_int(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse_int
+
+
+def add_word_arguments(parser: argparse.ArgumentParser, lengths: list[int]) -> None:
+    """The options `softhard construct` and `softhard sweep` share: formula, words and device."""
+    parser.add_argument("--formula", required=True)
+    parser.add_argument("--alphabet", required=True, help="comma-separated symbols, e.g. a,b,c")
+    parser.add_argument("--lengths", type=parse_lengths, default=lengths)
+    parser.add_argument("--words", type=at_least(1), default=4, help="words per class and length (default: %(default)s)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def language_of(args: argparse.Namespace) -> Language:
+    """The parsed --formula over --alphabet, after checking --device (ValueError names the bad value)."""
+    check_device(args.device)
+    return Language(parse(args.formula), Alphabet.from_text(args.alphabet))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="softhard construct", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--formula", required=True)
-    parser.add_argument("--alphabet", required=True, help="comma-separated symbols, e.g. a,b,c")
+    add_word_arguments(parser, lengths=[16, 256])
     parser.add_argument("--mode", choices=MODES, default="hard")
-    parser.add_argument("--lengths", type=_lengths, default=[16, 256])
-    parser.add_argument("--words", type=int, default=4, help="words per class and length (default: %(default)s)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="JSON lines (the default output is the same lines)")
     args = parser.parse_args(argv)
     try:
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available")
-        language = Language(parse(args.formula), Alphabet.from_text(args.alphabet))
+        language = language_of(args)
         for length in args.lengths:
             print(json.dumps(measure(language, args.mode, length, args.words, args.dtype, args.device, args.seed)),
                   flush=True)

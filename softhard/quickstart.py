@@ -2,9 +2,10 @@
 
 Builds data for a star-free language that needs since (``since_ab``) and a counting one
 (``majority``), trains a fixed-temperature and a length-scaled-temperature (log n) model
-on each, evaluates length generalization up to 10x the train length, and writes
-report.md with accuracy-by-length plots into one folder. Finished runs are reused, so an
-interrupted quickstart picks up where it stopped.
+on each, evaluates length generalization up to 10x the train length, and writes the
+`softhard report` of the four runs (report.md and report.html: length generalization,
+attention against the compiled constructions, temperatures, probes) into one folder.
+Finished runs are reused, so an interrupted quickstart picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
+from analysis.report import build_report
 from train import cli as train_cli
 from train.callbacks import LENGTH_TABLE
-from train.report import write_report
 
 LANGUAGES = ("since_ab", "majority")
 TEMPERATURES = ("fixed", "log_n")
@@ -60,6 +61,6 @@ def main(argv: list[str] | None = None) -> int:
             )
             if code:
                 return code
-    report = write_report(run_dirs, args.out, title="softhard quickstart")
-    print(f"quickstart: done in {time.perf_counter() - started:.0f} s; report at {report}")
+    report, _ = build_report(run_dirs, args.out, title="softhard quickstart")
+    print(f"quickstart: done in {time.perf_counter() - started:.0f} s; report at {report} (and report.html)")
     return 0

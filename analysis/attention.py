@@ -1,0 +1,346 @@
+"""Learned attention against the analytic constructions of the same formula.
+
+The compiler (models.compiler) turns a run's formula into a transformer whose heads carry
+metadata: for every word, each construction head's *hard target set* M (HeadInfo.hard_targets,
+bool (n, n+1), column 0 the sink) and, from the compiled hard model itself, its *hard
+pattern* P (one-hot on the rightmost / leftmost target, uniform over the targets for
+averaging heads). For every saved probe word of a run (analysis.runs.ProbeWord) and every pair
+(learned head with weights A, construction head) this module measures, averaged over the
+query positions of the word:
+
+* ``target_mass``  sum of A over M: how much of the head's attention lands where the
+  construction's attention may land (1 for a head that simulates it);
+* ``tv``           total-variation distance 0.5 |A - P|_1 to the hard pattern (0: identical);
+* ``entropy``      entropy of A in nats, and ``max_weight`` its largest weight (properties of
+  the learned head alone, repeated for every construction head so each row is complete).
+
+``word_table`` holds one row per word and pair; ``aggregate`` averages it over words (all of
+them: ``match_heads``; per split and length: ``attention_by_length``); ``pick_best`` keeps each
+learned head's best construction head (highest target mass, then lowest TV). ``compare_runs``
+stacks the tables of many runs of one formula with their settings; ``plot_match_by_length``
+and ``plot_side_by_side`` draw them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from analysis.runs import SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs
+from data.alphabet import Alphabet
+from data.ltl import parse
+from data.ltl.syntax import Formula
+from models.compiler import CompiledModel, compile_formula
+
+STATISTICS = ("target_mass", "tv", "entropy", "max_weight")
+LEARNED = ("layer", "head")  # the learned head
+CONSTRUCTION = ("c_layer", "c_head", "operator", "subformula", "target_rule")  # the construction head
+PAIR = LEARNED + CONSTRUCTION
+WORD = ("split", "word", "length")
+MAX_TICKS = 8  # labelled positions per axis of an attention map
+TABLES = ("best", "heads", "length", "words")  # what compare_runs can stack
+
+
+# ---------------------------------------------------------------------------- constructions
+def construction_for(run: RunFolder, mode: str = "hard", length: int | None = None) -> CompiledModel:
+    """The run's formula compiled in ``mode`` (cached): the analytic heads to compare against.
+
+    Raises RunSkipped (one line naming the formula and the reason) when the compiler has no
+    construction, e.g. for modular counting ``%``.
+    """
+    try:
+        return _compile(run.formula, run.alphabet, mode, length)
+    except (NotImplementedError, ValueError) as error:
+        reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise RunSkipped(f"{run.path}: formula `{run.formula}` has no {mode} construction ({reason})") from None
+
+
+@lru_cache(maxsize=64)
+def _compile(formula: Formula, alphabet: Alphabet, mode: str, length: int | None) -> CompiledModel:
+    return compile_formula(formula, alphabet, mode, length)
+
+
+@torch.no_grad()
+def compiled_attention(compiled: CompiledModel, ids: np.ndarray) -> torch.Tensor:
+    """Each construction head's attention on one word ids (n,): (C, n, n+1), in ``heads`` order."""
+    output = compiled.model(torch.as_tensor(np.asarray(ids)[None], dtype=torch.long), return_attention=True)
+    return torch.stack([output.attention[info.layer][0, info.head] for info in compiled.heads]).double()
+
+
+def target_sets(compiled: CompiledModel, ids: np.ndarray) -> torch.Tensor:
+    """Each construction head's hard target set on one word ids (n,): bool (C, n, n+1)."""
+    return torch.from_numpy(np.stack([targets[0] for targets in compiled.hard_targets(np.asarray(ids)[None])]))
+
+
+def hard_pattern(compiled: CompiledModel, ids: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+    """The compiled hard model's own attention (C, n, n+1), checked to lie inside its target sets.
+
+    The model's attention is the ground truth the metadata describes; a row outside the set
+    would mean the metadata and the construction disagree, and every statistic would be wrong.
+    """
+    pattern = compiled_attention(compiled, ids)
+    outside = (pattern * ~targets).sum(-1).amax(-1)  # (C,)
+    if bool((outside > 1e-9).any()):
+        head = compiled.heads[int(outside.argmax())]
+        raise RuntimeError(f"compiled hard head `{head.subformula}` of `{compiled.formula}` attends outside its "
+                           f"declared target set on word {np.asarray(ids).tolist()}")
+    return pattern
+
+
+@lru_cache(maxsize=4096)
+def _hard_reference(formula: Formula, alphabet: Alphabet, ids: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target sets and hard pattern of the hard construction on one word, computed once per word:
+    the seeds of one configuration share their probe words."""
+    compiled = _compile(formula, alphabet, "hard", None)
+    targets = target_sets(compiled, np.array(ids))
+    return targets, hard_pattern(compiled, np.array(ids), targets)
+
+
+# ---------------------------------------------------------------------------- statistics
+def pair_statistics(attention: torch.Tensor, targets: torch.Tensor, pattern: torch.Tensor) -> dict:
+    """Query-averaged statistics of every (learned head, construction head) pair on one word.
+
+    attention (K, n, n+1) learned weights; targets (C, n, n+1) bool; pattern (C, n, n+1) hard
+    rows. Returns target_mass and tv as (K, C) arrays, entropy and max_weight as (K,) arrays.
+    """
+    A = attention.double()
+    mass = torch.einsum("kqj,cqj->kcq", A, targets.double()).mean(-1)  # (K, C)
+    tv = 0.5 * (A[:, None] - pattern[None]).abs().sum(-1).mean(-1)  # (K, C)
+    entropy = torch.special.entr(A).sum(-1).mean(-1)  # (K,), 0 log 0 = 0
+    max_weight = A.amax(-1).mean(-1)  # (K,)
+    return {"target_mass": mass.numpy(), "tv": tv.numpy(), "entropy": entropy.numpy(),
+            "max_weight": max_weight.numpy()}
+
+
+def _word_rows(compiled: CompiledModel, word: ProbeWord) -> dict:
+    """Columns (PAIR + STATISTICS) of one word's K x C rows, learned head major."""
+    attention = torch.cat([layer.double() for layer in word.attention])  # (L*H, n, n+1)
+    stats = pair_statistics(attention, *_hard_reference(compiled.formula, compiled.alphabet, tuple(word.ids.tolist())))
+    K, C = stats["target_mass"].shape
+    heads = word.attention[0].shape[0]
+    learned = {"layer": np.arange(K) // heads, "head": np.arange(K) % heads}
+    construction = {name: np.array([getattr(info, name.removeprefix("c_")) for info in compiled.heads])
+                    for name in CONSTRUCTION}
+    return {
+        **{name: np.repeat(values, C) for name, values in learned.items()},
+        **{name: np.tile(values, K) for name, values in construction.items()},
+        "target_mass": stats["target_mass"].ravel(), "tv": stats["tv"].ravel(),
+        "entropy": np.repeat(stats["entropy"], C), "max_weight": np.repeat(stats["max_weight"], C),
+    }
+
+
+def word_table(run: RunFolder) -> pd.DataFrame:
+    """One row per probe word, learned head and construction head of ``run``.
+
+    Columns: split, word (index among the run's probe words, validation first), length,
+    layer, head (learned), c_layer, c_head, operator, subformula, target_rule (construction
+    head), target_mass, tv, entropy, max_weight (query means on that word; see the module
+    docstring). Raises RunSkipped for a run without saved attention or with a formula the
+    compiler does not support.
+    """
+    compiled = construction_for(run)
+    columns = []
+    for index, word in enumerate(run.attention_words()):
+        rows = _word_rows(compiled, word)
+        count = len(rows["layer"])
+        columns.append({"split": np.repeat(word.split, count), "word": np.repeat(index, count),
+                        "length": np.repeat(len(word.ids), count), **rows})
+    if not columns:
+        raise RunSkipped(f"{run.path}: saved attention holds no probe word")
+    return pd.DataFrame({name: np.concatenate([c[name] for c in columns]) for name in columns[0]})
+
+
+def aggregate(table: pd.DataFrame, by=()) -> pd.DataFrame:
+    """Mean statistics per (``by`` keys, learned head, construction head) over the words of ``table``.
+
+    Keeps the run settings (SETTINGS columns) when the table has them; adds ``words``, the
+    number of probe words averaged.
+    """
+    keys = [c for c in SETTINGS if c in table.columns] + list(by) + list(PAIR)
+    grouped = table.groupby(keys, sort=False, dropna=False)
+    means = grouped[list(STATISTICS)].mean()
+    return means.assign(words=grouped["word"].nunique()).reset_index()
+
+
+def match_heads(run: RunFolder) -> pd.DataFrame:
+    """Statistics of every (learned head, construction head) pair, averaged over all probe words.
+
+    Columns: layer, head, c_layer, c_head, operator, subformula, target_rule, target_mass,
+    tv, entropy, max_weight, words.
+    """
+    return aggregate(word_table(run))
+
+
+def attention_by_length(run: RunFolder) -> pd.DataFrame:
+    """As match_heads, one row per pair, split and word length (columns split, length first)."""
+    return aggregate(word_table(run), by=("split", "length"))
+
+
+def pick_best(table: pd.DataFrame) -> pd.DataFrame:
+    """Each learned head's best construction head: the highest target mass, ties by the lowest TV.
+
+    ``table`` is an aggregate (match_heads, or compare_runs(..., table="heads")); the result
+    has its columns plus ``margin``, the best target mass minus the runner-up's (0: two
+    construction heads fit equally well, e.g. the count heads of #a and #b; NaN: only one).
+    """
+    keys = [c for c in SETTINGS if c in table.columns] + list(LEARNED)
+    # masses equal up to rounding (identical target sets summed in another order) count as ties
+    ordered = table.assign(_mass=table["target_mass"].round(9)).sort_values(
+        ["_mass", "tv", "c_layer", "c_head"], ascending=[False, True, True, True], kind="stable")
+    grouped = ordered.groupby(keys, sort=False, dropna=False)
+    ordered = ordered.assign(margin=ordered["target_mass"] - grouped["target_mass"].shift(-1))
+    return ordered[grouped.cumcount() == 0].drop(columns="_mass").sort_index().reset_index(drop=True)
+
+
+def best_matches(run: RunFolder) -> pd.DataFrame:
+    """For each learned head of ``run`` its best construction head with its statistics (pick_best)."""
+    return pick_best(match_heads(run))
+
+
+# ---------------------------------------------------------------------------- many runs
+def compare_runs(runs, table: str = "best", formula: str | None = None) -> pd.DataFrame:
+    """One table of many runs of one formula, with each run's settings (SETTINGS) as columns.
+
+    runs: RunFolders, or a path or paths for analysis.runs.find_runs. table: "best" (pick_best per run),
+    "heads" (match_heads), "length" (attention_by_length) or "words" (word_table, to aggregate in
+    several ways without measuring twice). formula: the formula to compare
+    (text); by default the formula of most runs that have a construction. Runs without saved
+    attention, with an unsupported formula, or of another formula are skipped with a warning;
+    the messages are in ``result.attrs["skipped"]``.
+    """
+    if table not in TABLES:
+        raise ValueError(f"table: unknown value {table!r}; expected one of {TABLES}")
+    runs, skipped = as_runs(runs)
+    reference = _common_formula(runs) if formula is None else parse(formula)
+
+    def analyse(run: RunFolder) -> pd.DataFrame:
+        compiled = construction_for(run)  # an unreadable or unsupported formula is skipped here
+        if compiled.formula != reference:
+            raise RunSkipped(f"{run.path}: formula `{compiled.formula}` differs from `{reference}`, the formula "
+                             "of this comparison; compare one formula at a time (formula=...)")
+        return _stack(word_table(run), table)
+
+    for message in skipped:
+        warnings.warn(f"skipped {message}", stacklevel=2)
+    result = map_runs(analyse, runs, PAIR, "attention vs constructions")
+    result.attrs["skipped"] = skipped + result.attrs["skipped"]
+    return result
+
+
+def _common_formula(runs: list) -> Formula | None:
+    """The formula of most runs that the compiler supports (the first such run's on a tie)."""
+    counts = {}
+    for run in runs:
+        try:
+            construction_for(run)
+        except RunSkipped:
+            continue
+        counts[run.formula] = counts.get(run.formula, 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+def _stack(words: pd.DataFrame, table: str) -> pd.DataFrame:
+    if table == "words":
+        return words
+    if table == "length":
+        return aggregate(words, by=("split", "length"))
+    heads = aggregate(words)
+    return pick_best(heads) if table == "best" else heads
+
+
+# ---------------------------------------------------------------------------- figures
+def plot_match_by_length(table: pd.DataFrame) -> Figure:
+    """Target mass and TV against word length for each learned head's best construction head.
+
+    ``table``: attention_by_length, or compare_runs(..., table="length") (one line per run and
+    learned head). The best match is chosen on the word-weighted means over all lengths.
+    """
+    runs = [c for c in ("run_dir",) if c in table.columns]  # one run per folder, whatever its name
+    keys = runs + list(PAIR)
+    totals = table.assign(target_mass=table.target_mass * table.words, tv=table.tv * table.words) \
+        .groupby(keys, sort=False)[["target_mass", "tv", "words"]].sum()
+    overall = totals[["target_mass", "tv"]].div(totals["words"], axis=0).reset_index()
+    best = pick_best(overall)[keys]
+    curves = table.merge(best, on=keys).groupby(keys + ["length"], sort=False)[["target_mass", "tv"]].mean()
+
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    mass_axes, tv_axes = figure.subplots(1, 2)
+    names = dict(zip(table.get("run_dir", []), table.get("run", [])))
+    for key, curve in curves.reset_index().groupby(runs + list(LEARNED), sort=False):
+        curve = curve.sort_values("length")
+        label = f"{names[key[0]]}: {_pair_label(curve.iloc[0])}" if runs else _pair_label(curve.iloc[0])
+        mass_axes.plot(curve["length"], curve["target_mass"], marker=".", label=label)
+        tv_axes.plot(curve["length"], curve["tv"], marker=".", label=label)
+    for axes, name in ((mass_axes, "attention mass on the targets"), (tv_axes, "total variation to hard pattern")):
+        axes.set_xlabel("word length")
+        axes.set_ylabel(name)
+        axes.set_ylim(-0.02, 1.02)
+    mass_axes.set_title("best-matching construction head per learned head", fontsize="small")
+    tv_axes.legend(fontsize="x-small", loc="best")
+    return figure
+
+
+def plot_side_by_side(run: RunFolder, word: int = 0, split: str | None = None,
+                      matches: pd.DataFrame | None = None) -> Figure:
+    """Attention maps of one probe word: a row per learned head, columns learned / soft / hard.
+
+    word: index among the probe words of ``split`` (all splits, validation first, when None).
+    Each row shows the learned head, then its best construction head (``matches``, by
+    default best_matches(run)) compiled soft-scaled for this word's length n and compiled
+    hard. Rows are queries, columns keys with the sink first.
+    """
+    words = list(run.attention_words(split))
+    if not 0 <= word < len(words):
+        raise ValueError(f"{run.path}: word {word} out of range: {len(words)} probe words in {split or 'all splits'}")
+    probe = words[word]
+    n = len(probe.ids)
+    matches = best_matches(run) if matches is None else matches
+    hard = construction_for(run, "hard")
+    soft = construction_for(run, "soft-scaled", length=n)
+    maps = {"hard": compiled_attention(hard, probe.ids), "soft": compiled_attention(soft, probe.ids)}
+    index = {(info.layer, info.head): c for c, info in enumerate(hard.heads)}
+
+    figure = Figure(figsize=(9, 2.9 * len(matches)), layout="constrained")
+    grid = figure.subplots(len(matches), 3, squeeze=False)
+    symbols = [run.alphabet.symbols[i] for i in probe.ids]
+    for row, match in zip(grid, matches.itertuples(index=False)):
+        c = index[(match.c_layer, match.c_head)]
+        panels = [(probe.attention[match.layer][match.head], f"learned L{match.layer}H{match.head}"),
+                  (maps["soft"][c], f"compiled soft-scaled (n={n})"),
+                  (maps["hard"][c], "compiled hard")]
+        for axes, (weights, title) in zip(row, panels):
+            axes.imshow(np.asarray(weights, dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            axes.set_title(title, fontsize="small")
+            _label_keys(axes, symbols)
+        row[0].set_ylabel(f"{match.operator} `{match.subformula}`\nmass {match.target_mass:.2f}, "
+                          f"TV {match.tv:.2f}\nquery", fontsize="x-small")
+    figure.suptitle(f"{run.name}: probe word {word} of {probe.split} (n={n})", fontsize="small")
+    return figure
+
+
+def _label_keys(axes, symbols: list) -> None:
+    """Key axis ticks: 'sink' at column 0, then the word's symbols (every k-th for long words:
+    tick labels are most of the drawing time)."""
+    step = max(1, -(-len(symbols) // MAX_TICKS))
+    positions = list(range(0, len(symbols), step))
+    axes.set_xticks([0] + [p + 1 for p in positions],
+                    ["sink"] + [f"{symbols[p]}{p}" if step > 1 else symbols[p] for p in positions],
+                    fontsize="xx-small", rotation=90)
+    axes.set_yticks(positions, [symbols[p] for p in positions], fontsize="xx-small")
+
+
+def _pair_label(row) -> str:
+    return f"L{row['layer']}H{row['head']} ~ {row['operator']} `{row['subformula']}`"
+
+
+# ---------------------------------------------------------------------------- summary
+def summary_markdown(best: pd.DataFrame) -> str:
+    """The best-match table (pick_best / best_matches / compare_runs "best") as markdown."""
+    columns = [c for c in ("run",) if c in best.columns] + ["layer", "head", "operator", "subformula",
+                                                             *STATISTICS, "margin", "words"]
+    return best[columns].to_markdown(index=False, floatfmt=".3f")

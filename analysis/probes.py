@@ -1,0 +1,216 @@
+"""Linear probes: which layer of a trained model's residual stream holds each subformula's truth?
+
+For fresh words of the run's language (both labels, a few lengths up to and beyond the train
+length, exact samplers of data.language), every residual stream ``hidden_states[l]`` (l = 0:
+the embedding, l >= 1: after block l - 1) is read at every position, and a logistic-regression
+probe (standardised features, scikit-learn) per layer and subformula predicts the subformula's
+truth there (data.ltl truth tables). Words, not positions, are split into train and test, so a
+probe never sees a test word. Next to each accuracy: the majority-class baseline and the
+*construction layer*, the first residual stream in which the compiled hard construction
+(models.compiler) holds the subformula as an exact 0/1 coordinate: 0 for local subformulas
+(token embedding), l + 1 for a subformula computed by the heads or the MLP of block l.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from analysis.runs import RunFolder, RunSkipped, map_runs
+from data.alphabet import Alphabet
+from data.language import Language
+from data.ltl.evaluate import truth_tables
+from data.ltl.syntax import Formula
+from models.compiler.layout import plan
+from models.compiler.validation import as_alphabet, validate
+from models.transformer import Transformer
+
+WORDS_PER_LENGTH = 32  # words per label (positive, negative) and length
+TEST_SIZE = 0.3  # fraction of the words whose positions make the test set
+MAX_ITER = 2000  # logistic regression iterations (lbfgs)
+THRESHOLD = 0.99  # probe_markdown: accuracy that counts as "decoded"
+PANELS_PER_ROW = 3  # plot_probes: runs side by side
+
+# One row per (layer, subformula) of probe_model / probe_table:
+PROBE_COLUMNS = (
+    "layer",  # residual stream index: 0 = embedding, l = after block l - 1
+    "subformula",  # its text, as str(node) and the compiler's residual_layout
+    "depth",  # temporal nesting depth (data.ltl Formula.depth; counts and comparisons add none)
+    "accuracy",  # probe accuracy on the positions of the test words (NaN: not probed, see note)
+    "baseline",  # accuracy of always answering the training words' majority class
+    "construction_layer",  # first residual stream holding it in the hard construction (NaN: none)
+    "n_train", "n_test",  # positions in the train and test words
+    "note",  # why a value is missing ("" when nothing is)
+)
+
+
+# ---------------------------------------------------------------------------- inputs
+def sample_words(language: Language, lengths: Sequence[int], per_label: int, seed: int) -> list[np.ndarray]:
+    """Distinct words per length, up to ``per_label`` members and as many non-members
+    (Language.sample_both): one (B, n) array per length."""
+    return [np.unique(language.sample_both(length, per_label, seed), axis=0) for length in lengths]
+
+
+def construction_layers(formula: Formula, alphabet) -> tuple[dict[str, int], str]:
+    """({subformula text: construction layer}, note): the residual stream index from which the
+    hard construction holds each subformula (models.compiler.layout.plan: local nodes in the
+    embedding, nodes of block l after it); ({}, reason) when the compiler has no construction."""
+    try:
+        validate(formula, as_alphabet(alphabet), "hard", None)
+    except NotImplementedError as error:
+        return {}, "no construction: " + " ".join(str(error).split())
+    layout = plan(formula, "hard")
+    layers = {str(node): 0 for node in layout.local}
+    for block, (attention, boolean) in enumerate(zip(layout.attention, layout.boolean)):
+        layers.update({str(node): block + 1 for node in attention + boolean})
+    return layers, ""
+
+
+@torch.no_grad()
+def residual_streams(model: Transformer, words: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """(features, word): per residual stream a (positions, d_model) array over every position of
+    every word, and each position's word index (the groups of the train/test split)."""
+    model.eval()
+    per_layer, groups, first = [[] for _ in range(len(model.blocks) + 1)], [], 0
+    for ids in words:
+        B, n = ids.shape
+        hidden = model(torch.as_tensor(ids, dtype=torch.long)).hidden_states  # n_layers + 1 of (B, n, d)
+        for layer, h in enumerate(hidden):
+            per_layer[layer].append(h.reshape(B * n, -1).float().numpy())
+        groups.append(np.repeat(first + np.arange(B), n))
+        first += B
+    return [np.concatenate(f) for f in per_layer], np.concatenate(groups)
+
+
+def subformula_truth(formula: Formula, alphabet: Alphabet, words: Sequence[np.ndarray]) -> dict[Formula, np.ndarray]:
+    """Every subformula's truth at every position of the words, flattened as residual_streams."""
+    tables = [truth_tables(formula, ids, alphabet) for ids in words]
+    return {node: np.concatenate([t[node].reshape(-1) for t in tables]) for node in formula.subformulas()}
+
+
+# ---------------------------------------------------------------------------- probes
+def word_split(groups: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) position indices, whole words on each side (no word's positions leak)."""
+    if len(np.unique(groups)) < 2:
+        raise ValueError("probes need at least 2 distinct words to split into train and test")
+    return next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(groups, groups=groups))
+
+
+def fit_probe(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> float:
+    """Test accuracy of a standardised logistic-regression probe trained on rows ``train``."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(solver="liblinear", max_iter=MAX_ITER, random_state=seed))
+    probe.fit(X[train], y[train])
+    return float(probe.score(X[test], y[test]))
+
+
+def probe_model(model: Transformer, formula: Formula, alphabet, words: Sequence[np.ndarray], seed: int = 0,
+                test_size: float = TEST_SIZE) -> pd.DataFrame:
+    """PROBE_COLUMNS of any model (a trained or a compiled one) on words: (B, n) id arrays.
+
+    Subformulas constant on the words, or on the training words alone, are not probed
+    (accuracy NaN, note says so); a formula without construction gets construction_layer NaN.
+    """
+    alphabet = as_alphabet(alphabet)
+    features, groups = residual_streams(model, words)
+    train, test = word_split(groups, test_size, seed)
+    layers, construction_note = construction_layers(formula, alphabet)
+    rows = []
+    for node, y in subformula_truth(formula, alphabet, words).items():
+        majority = bool(y[train].mean() >= 0.5)
+        note = ("constant on the sampled words: not probed" if y.min() == y.max() else
+                "one class in the training words: not probed" if y[train].min() == y[train].max() else "")
+        for layer, X in enumerate(features):
+            rows.append({
+                "layer": layer, "subformula": str(node), "depth": node.depth,
+                "accuracy": np.nan if note else fit_probe(X, y, train, test, seed),
+                "baseline": float((y[test] == majority).mean()),
+                "construction_layer": layers.get(str(node), np.nan), "n_train": len(train), "n_test": len(test),
+                "note": "; ".join(filter(None, [note, construction_note])),
+            })
+    return pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+
+
+def default_lengths(train_length: int) -> list[int]:
+    """Half the train length, the train length and twice it: inside and beyond training."""
+    return sorted({max(1, train_length // 2), train_length, 2 * train_length})
+
+
+def probe_table(run: RunFolder, words_per_length: int = WORDS_PER_LENGTH, lengths: Sequence[int] | None = None,
+                seed: int = 0) -> pd.DataFrame:
+    """PROBE_COLUMNS of a run's trained model on fresh words of its language.
+
+    lengths: word lengths to sample (default: default_lengths of the train max length);
+    words_per_length: per label. Raises RunSkipped without checkpoint, train length or words.
+    """
+    if lengths is None:
+        train_length = run.settings["train_max_length"]
+        if train_length is None:
+            raise RunSkipped(f"{run.path}: config.yaml has no data.max_length; pass lengths")
+        lengths = default_lengths(int(train_length))
+    model = run.load_model()
+    words = sample_words(Language(run.formula, run.alphabet, run.language), lengths, words_per_length, seed)
+    if sum(len(ids) for ids in words) < 2:
+        raise RunSkipped(f"{run.path}: the language of `{run.formula}` has fewer than 2 words of lengths {list(lengths)}")
+    return probe_model(model, run.formula, run.alphabet, words, seed)
+
+
+def probe_runs(runs, words_per_length: int = WORDS_PER_LENGTH, lengths: Sequence[int] | None = None,
+               seed: int = 0) -> pd.DataFrame:
+    """probe_table of many runs (RunFolders or paths), with their settings; unusable runs are
+    skipped with a warning (``attrs["skipped"]``)."""
+    return map_runs(lambda run: probe_table(run, words_per_length, lengths, seed), runs, PROBE_COLUMNS, "probes")
+
+
+# ---------------------------------------------------------------------------- figure and summary
+def plot_probes(table: pd.DataFrame) -> Figure:
+    """Probe accuracy by layer, one line per subformula (dotted: its majority baseline), a star
+    at its construction layer; one panel per run."""
+    runs = list(dict.fromkeys(table["run"])) if "run" in table.columns else [None]
+    columns = min(PANELS_PER_ROW, len(runs))
+    rows_of_panels = -(-len(runs) // columns)
+    figure = Figure(figsize=(5.0 * columns, 3.6 * rows_of_panels), layout="constrained")
+    axes = figure.subplots(rows_of_panels, columns, squeeze=False).ravel()
+    for ax in axes[len(runs):]:
+        ax.set_axis_off()
+    for ax, run in zip(axes, runs):
+        rows = table if run is None else table[table["run"] == run]
+        for k, (subformula, lines) in enumerate(rows.groupby("subformula", sort=False)):
+            lines = lines.sort_values("layer")
+            colour = f"C{k % 10}"
+            ax.plot(lines.layer, lines.accuracy, "-o", color=colour, markersize=3, label=subformula)
+            ax.plot(lines.layer, lines.baseline, ":", color=colour, alpha=0.5)
+            built = lines[lines.layer == lines.construction_layer]
+            ax.plot(built.layer, built.accuracy, "*", color=colour, markersize=12)
+        ax.set(title=run or "probes", xlabel="residual stream (0 = embedding)", ylabel="probe accuracy",
+               ylim=(0, 1.05))
+        ax.set_xticks(sorted(rows.layer.unique()))
+        ax.legend(fontsize="x-small")
+    return figure
+
+
+def probe_markdown(table: pd.DataFrame, threshold: float = THRESHOLD) -> str:
+    """One markdown row per (run,) subformula: construction layer, first layer whose probe reaches
+    ``threshold``, accuracy at the construction layer and at the last layer, baseline."""
+    if table.empty:
+        return "(no probes)"
+    keys = [c for c in ("run",) if c in table.columns] + ["subformula"]
+    rows = []
+    for key, lines in table.groupby(keys, sort=False):
+        lines = lines.sort_values("layer")
+        reached = lines[lines.accuracy >= threshold]
+        at_construction = lines[lines.layer == lines.construction_layer]
+        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                     "construction_layer": lines.construction_layer.iloc[0],
+                     f"first layer >= {threshold:g}": reached.layer.min() if not reached.empty else np.nan,
+                     "accuracy at construction": at_construction.accuracy.iloc[0] if not at_construction.empty else np.nan,
+                     "accuracy at last layer": lines.accuracy.iloc[-1], "baseline": lines.baseline.iloc[0],
+                     "note": lines.note.iloc[0]})
+    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g")

@@ -1,0 +1,332 @@
+"""Run folders (of `softhard train`, alone or under a grid folder) as analysis inputs.
+
+``find_runs`` walks the given paths for run folders (a folder holding run_info.json) and
+returns one ``RunFolder`` each, plus a one-line reason for every folder it had to skip;
+``collect_runs`` turns them into one tidy pandas table: a row per run, step, test bin and
+length, with the run's settings (language, positional encoding, temperature mode, seed, ...)
+as columns. ``RunFolder`` also loads what the deeper analyses need: the trained model and the
+saved probe-set attention.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from data.alphabet import Alphabet
+from data.ltl import parse
+from data.ltl.syntax import Formula
+from models import Transformer, TransformerConfig
+from models.temperature import TemperatureSchedule
+from train.callbacks import LENGTH_TABLE
+
+RUN_INFO = "run_info.json"
+CONFIG = "config.yaml"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+ATTENTION = "attention"
+
+# The settings every table carries, in this order (see RunFolder.settings).
+SETTINGS = ("run", "language", "formula", "positional", "temperature", "tau", "seed", "n_layers", "n_heads",
+            "d_model", "train_max_length", "run_dir")
+
+
+# libyaml's loader when PyYAML was built with it: ten times faster on a grid's config files
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class RunSkipped(ValueError):
+    """A run folder that one analysis cannot use (the message says which file is missing or bad)."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    # ------------------------------------------------------------------ what the run is
+    @cached_property
+    def info(self) -> dict:
+        return _read_json(self.path / RUN_INFO)
+
+    @cached_property
+    def config(self) -> dict:
+        """The resolved `softhard train` config (config.yaml), or {} when it is missing."""
+        file = self.path / CONFIG
+        if not file.is_file():
+            return {}
+        try:
+            return yaml.load(file.read_text(), Loader=_YAML_LOADER) or {}
+        except yaml.YAMLError as error:
+            raise RunSkipped(f"{file}: not valid YAML ({error})") from None
+
+    def check(self) -> None:
+        """Raise RunSkipped unless run_info.json and config.yaml can be read and name the language."""
+        missing = [key for key in ("language", "formula", "alphabet") if key not in self.info]
+        if missing:
+            raise RunSkipped(f"{self.path / RUN_INFO}: lacks {', '.join(missing)}")
+        self.config  # noqa: B018 - parsed now, so a bad file is reported here
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def language(self) -> str:
+        return self.info["language"]
+
+    @cached_property
+    def formula(self) -> Formula:
+        return parse(self.info["formula"])
+
+    @cached_property
+    def alphabet(self) -> Alphabet:
+        return Alphabet(tuple(self.info["alphabet"]))
+
+    @cached_property
+    def settings(self) -> dict:
+        """The columns that describe this run in every table (SETTINGS)."""
+        transformer = self.config.get("model", {}).get("transformer", {})
+        return {
+            "run": self.name,
+            "language": self.language,
+            "formula": self.info["formula"],
+            "positional": describe(transformer.get("positional", "?")),
+            "temperature": describe(transformer.get("temperature", "?")),
+            "tau": describe(transformer.get("tau", "?")),
+            "seed": self.info.get("seed"),
+            "n_layers": transformer.get("n_layers"),
+            "n_heads": transformer.get("n_heads"),
+            "d_model": transformer.get("d_model"),
+            "train_max_length": self.config.get("data", {}).get("max_length"),
+            "run_dir": str(self.path),
+        }
+
+    # ------------------------------------------------------------------ what it produced
+    def length_table(self, final_only: bool = True) -> pd.DataFrame:
+        """length_generalization.csv (the last step's rows unless ``final_only`` is False)."""
+        file = self.path / LENGTH_TABLE
+        if not file.is_file():
+            raise RunSkipped(f"{self.path}: no {LENGTH_TABLE} (training has not finished)")
+        table = pd.read_csv(file)
+        if table.empty:
+            raise RunSkipped(f"{file}: empty")
+        return table[table.step == table.step.max()] if final_only else table
+
+    @property
+    def has_attention(self) -> bool:
+        return any((self.path / ATTENTION).glob("*/batch_*.pt"))
+
+    def attention_splits(self) -> list[str]:
+        """The splits with saved attention: validation first, then the test bins by length."""
+        folder = self.path / ATTENTION
+        splits = [p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("batch_*.pt"))] if folder.is_dir() else []
+        if not splits:
+            raise RunSkipped(f"{self.path}: no saved attention ({ATTENTION}/); train with --probe_words > 0")
+        return sorted(splits, key=_split_order)
+
+    def attention_records(self, split: str | None = None) -> Iterator[dict]:
+        """The saved probe batches (AttentionCaptureCallback): dicts with input_ids (B, T), lengths (B,),
+        truth (B, T), and per layer attention / scores (B, H, T, T+1), column 0 the sink."""
+        for name in [split] if split else self.attention_splits():
+            for file in sorted((self.path / ATTENTION / name).glob("batch_*.pt")):
+                record = torch.load(file, weights_only=True)
+                record["split"] = name
+                yield record
+
+    def attention_words(self, split: str | None = None) -> Iterator[ProbeWord]:
+        """The saved probe words one at a time, padding cut off (see ProbeWord)."""
+        for record in self.attention_records(split):
+            for b, n in enumerate(record["lengths"].tolist()):
+                yield ProbeWord(
+                    split=record["split"],
+                    ids=record["input_ids"][b, :n].numpy(),
+                    truth=record["truth"][b, :n].numpy().astype(bool),
+                    attention=[a[b, :, :n, : n + 1] for a in record["attention"]],
+                    scores=[s[b, :, :n, : n + 1] for s in record["scores"]],
+                )
+
+    def load_model(self, device: str = "cpu") -> Transformer:
+        """The trained Transformer from checkpoints/last.ckpt, in eval mode."""
+        file = self.path / CHECKPOINT
+        if not file.is_file():
+            raise RunSkipped(f"{self.path}: no checkpoint {CHECKPOINT}")
+        # The run's own checkpoint also holds random states, which the weights-only loader refuses.
+        checkpoint = torch.load(file, map_location=device, weights_only=False)
+        fields = dict(checkpoint["hyper_parameters"]["transformer"])
+        if fields.get("schedule") is not None:
+            fields["schedule"] = TemperatureSchedule(**fields["schedule"])
+        model = Transformer(TransformerConfig(**fields))
+        prefix = "model."
+        state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+        model.load_state_dict(state)
+        model.set_training_step(int(checkpoint.get("global_step", 0)))
+        return model.to(device).eval()
+
+
+@dataclass
+class ProbeWord:
+    """One saved probe word of a run: its symbols and every layer's attention on it."""
+
+    split: str  # validation or test_<lo>_<hi>
+    ids: np.ndarray  # (n,) symbol ids
+    truth: np.ndarray  # (n,) bool, the formula at each position
+    attention: list  # per layer (H, n, n + 1) weights, column 0 the sink
+    scores: list  # per layer (H, n, n + 1) logits (temperature included), -inf where masked
+
+
+def describe(value) -> str:
+    """A setting as one short label: ["i/n"] -> "i/n", ["i", "sinusoidal"] -> "i+sinusoidal", [] -> "none"."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"
+        return "+".join(describe(v) for v in value) if all(not isinstance(v, (list, tuple)) for v in value) \
+            else "|".join(describe(v) for v in value)
+    return str(value)
+
+
+def find_runs(paths) -> tuple[list[RunFolder], list[str]]:
+    """Every run folder at or under ``paths`` (a run folder, a grid folder, or a folder of them).
+
+    Returns the runs (sorted by path) and a message for each folder that looks like a run but
+    cannot be read, and for each given path that holds no run at all.
+    """
+    runs, skipped = [], []
+    for root in [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]:
+        if not root.exists():
+            skipped.append(f"{root}: no such file or folder")
+            continue
+        found = sorted({file.parent for file in root.rglob(RUN_INFO)} | ({root} if (root / RUN_INFO).is_file() else set()))
+        if not found:
+            skipped.append(f"{root}: holds no run folder (no {RUN_INFO} at or below it)")
+        for folder in found:
+            run = RunFolder(folder)
+            try:
+                run.check()
+            except RunSkipped as error:
+                skipped.append(str(error))
+                continue
+            runs.append(run)
+    return runs, skipped
+
+
+def as_runs(runs) -> tuple[list[RunFolder], list[str]]:
+    """RunFolders as given, or those find_runs finds under a path or paths (with its skip messages)."""
+    if isinstance(runs, RunFolder):
+        return [runs], []
+    if not isinstance(runs, (str, Path)):
+        runs = list(runs)
+        if all(isinstance(run, RunFolder) for run in runs):
+            return runs, []
+    return find_runs(runs)
+
+
+def map_runs(analysis: Callable[[RunFolder], pd.DataFrame], runs, columns: Sequence[str],
+             description: str) -> pd.DataFrame:
+    """``analysis`` of every run, stacked, with each run's SETTINGS as the first columns.
+
+    runs: RunFolders, or paths for find_runs. A run the analysis cannot use (RunSkipped) is
+    skipped with a warning; the messages are in ``result.attrs["skipped"]``. ``columns``: the
+    analysis' own columns, for the empty table when no run is left.
+    """
+    runs, skipped = as_runs(runs)
+    frames = []
+    for run in tqdm(runs, desc=description, disable=len(runs) < 2):
+        try:
+            table = analysis(run)
+        except RunSkipped as error:
+            skipped.append(str(error))
+            continue
+        frames.append(table.assign(**run.settings)[list(SETTINGS) + [c for c in table.columns if c not in SETTINGS]])
+    for message in skipped:
+        warnings.warn(f"skipped {message}", stacklevel=3)
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SETTINGS) + list(columns))
+    result.attrs["skipped"] = skipped
+    return result
+
+
+def collect_runs(paths, wandb_path: str | None = None, final_only: bool = True) -> pd.DataFrame:
+    """One tidy table of every run's length generalization under ``paths`` (and a wandb project).
+
+    Columns: SETTINGS, then step, split, length, words, string_accuracy, position_accuracy,
+    word_position_accuracy (one row per run, step and test length; the final step only unless
+    ``final_only`` is False). Runs that cannot be read are skipped with a warning; their
+    messages are in ``table.attrs["skipped"]``.
+
+    wandb_path: "entity/project" to add the runs of a wandb project (through its API; needs the
+    network) — one row per run and test bin, the bin's mean accuracies, ``length`` its shortest
+    length (wandb holds per-bin means, not per-length rows).
+    """
+    runs, skipped = as_runs(paths) if paths else ([], [])
+    frames = []
+    for run in runs:
+        try:
+            table = run.length_table(final_only)
+        except RunSkipped as error:
+            skipped.append(str(error))
+            continue
+        frames.append(table.assign(**run.settings))
+    if wandb_path:
+        frames.append(wandb_runs(wandb_path))
+    for message in skipped:
+        warnings.warn(f"skipped {message}", stacklevel=2)
+    columns = list(SETTINGS) + [c for c in ("step", "split", "length", "words", "string_accuracy",
+                                            "position_accuracy", "word_position_accuracy")]
+    table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    table.attrs["skipped"] = skipped
+    return table
+
+
+def wandb_runs(path: str, api=None) -> pd.DataFrame:
+    """The finished runs of wandb project ``path`` as rows of collect_runs' table (see there)."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    rows = []
+    for run in api.runs(path):
+        config = dict(run.config)
+        model = config.get("model", {}).get("transformer", {})
+        settings = {
+            "run": run.name, "language": config.get("data", {}).get("language"), "formula": None,
+            "positional": describe(model.get("positional", "?")), "temperature": describe(model.get("temperature", "?")),
+            "tau": describe(model.get("tau", "?")), "seed": config.get("seed_everything"),
+            "n_layers": model.get("n_layers"), "n_heads": model.get("n_heads"), "d_model": model.get("d_model"),
+            "train_max_length": config.get("data", {}).get("max_length"), "run_dir": f"wandb:{path}/{run.id}",
+        }
+        summary = dict(run.summary)
+        splits = sorted({key.split("/")[1] for key in summary if key.startswith("lengthgen/")}, key=_split_order)
+        for split in splits:
+            rows.append({**settings, "step": summary.get("trainer/global_step", summary.get("_step")), "split": split,
+                         "length": _split_order(split)[1], "words": None,
+                         "string_accuracy": summary.get(f"lengthgen/{split}/string_accuracy"),
+                         "position_accuracy": summary.get(f"lengthgen/{split}/position_accuracy"),
+                         "word_position_accuracy": None})
+    return pd.DataFrame(rows)
+
+
+def _split_order(split: str) -> tuple[int, int]:
+    """validation first, then test bins test_<lo>_<hi> by their shortest length."""
+    if split.startswith("test_"):
+        try:
+            return 1, int(split.split("_")[1])
+        except (IndexError, ValueError):
+            pass
+    return 0, 0
+
+
+def _read_json(file: Path) -> dict:
+    if not file.is_file():
+        raise RunSkipped(f"{file.parent}: no {file.name}")
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise RunSkipped(f"{file}: not valid JSON ({error})") from None

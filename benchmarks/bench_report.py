@@ -1,0 +1,61 @@
+"""`softhard report` on a grid of 100 runs: wall time on a CPU (the bar: under a minute).
+
+    python benchmarks/bench_report.py              # 100 runs, probes included
+    python benchmarks/bench_report.py --runs 20 --repeats 3
+
+Trains the five tiny runs of the test fixture (tests/conftest.py: two formulas, two
+temperature modes, two seeds), copies them into a grid of ``--runs`` run folders (each copy a
+different seed), and times build_report over the whole grid, ``--repeats`` times; prints the
+median seconds, per run and in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.report import parse_probe_seeds, build_report  # noqa: E402
+from tests.conftest import TINY_GRID, train_tiny_run  # noqa: E402
+
+
+def make_grid(out: Path, runs: int) -> Path:
+    trained = [train_tiny_run(out / "trained", *spec) for spec in TINY_GRID]
+    grid = out / "grid"
+    for index in range(runs):
+        source = trained[index % len(trained)]
+        copy = grid / f"{source.name}-copy{index}"
+        shutil.copytree(source, copy)
+        info = json.loads((copy / "run_info.json").read_text())
+        info["seed"] = 100 + index  # seeds of one configuration, as a real grid has
+        (copy / "run_info.json").write_text(json.dumps(info))
+    return grid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--probe-seeds", default="1", help="as softhard report: a number, 0 or all")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        grid = make_grid(Path(folder), args.runs)
+        seconds = []
+        for repeat in range(args.repeats):
+            started = time.perf_counter()
+            build_report(grid, Path(folder) / f"report{repeat}", probe_seeds=parse_probe_seeds(args.probe_seeds))
+            seconds.append(time.perf_counter() - started)
+    median = statistics.median(seconds)
+    print(f"report over {args.runs} runs (probe seeds per configuration: {args.probe_seeds}): "
+          f"median {median:.1f} s of {args.repeats}, {median / args.runs * 1000:.0f} ms per run")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny grid of finished training runs for the analysis tests and notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# Tiny data and model: a run of 2 epochs on words of length <= 5 takes a few seconds on a CPU,
+# enough to exercise every analysis, not to learn the language.
+TINY_RUN = [
+    "--data.max_length", "5",
+    "--data.train_per_length", "16",
+    "--data.validation_per_length", "4",
+    "--data.test_per_length", "4",
+    "--data.test_lengths_per_bin", "2",
+    "--data.batch_size", "16",
+    "--model.transformer.n_layers", "2",
+    "--model.transformer.d_model", "16",
+    "--model.transformer.d_ff", "32",
+    "--trainer.log_every_n_steps", "1",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--probe_words", "3",
+    "--wandb", "disabled",
+]
+
+# (language, temperature mode, seed): two modes x two seeds of one formula, plus one other formula.
+TINY_GRID = [
+    ("since_ab", "fixed", 0),
+    ("since_ab", "fixed", 1),
+    ("since_ab", "log_n", 0),
+    ("since_ab", "log_n", 1),
+    ("majority", "fixed", 0),
+]
+
+
+def train_tiny_run(out: Path, language: str, temperature: str, seed: int) -> Path:
+    from train.cli import main as train
+
+    run_dir = out / f"{language}-{temperature}-seed{seed}"
+    code = train([*TINY_RUN, "--trainer.max_epochs", "2", "--model.transformer.positional", '["i/n"]',
+                  "--data.language", language, "--data.cache_dir", str(out / "data"),
+                  "--model.transformer.temperature", temperature, "--seed_everything", str(seed),
+                  "--run_dir", str(run_dir)])
+    assert code == 0, f"tiny run {run_dir.name} failed"
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory) -> Path:
+    """A folder of five finished runs (TINY_GRID) with checkpoints and saved attention."""
+    out = tmp_path_factory.mktemp("tiny_grid")
+    for language, temperature, seed in TINY_GRID:
+        train_tiny_run(out / "runs", language, temperature, seed)
+    return out / "runs"

@@ -1,0 +1,108 @@
+"""analysis.probes: linear probes of the residual stream against the construction's layers."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from analysis.probes import (
+    PROBE_COLUMNS,
+    construction_layers,
+    plot_probes,
+    probe_markdown,
+    probe_model,
+    probe_runs,
+    sample_words,
+    word_split,
+)
+from analysis.runs import RunFolder
+from data.alphabet import Alphabet
+from data.language import Language
+from data.ltl import parse
+from data.ltl.evaluate import truth_tables
+from models import Transformer, TransformerConfig
+from models.compiler import compile_formula
+
+FORMULA = "Y (a S b) & O c | #a > #b"  # local, temporal (two levels), counting and Boolean subformulas
+ALPHABET = Alphabet(("a", "b", "c"))
+
+
+@pytest.fixture(scope="module")
+def hard():
+    formula = parse(FORMULA)
+    compiled = compile_formula(formula, ALPHABET, mode="hard")
+    words = sample_words(Language(formula, ALPHABET), [3, 8, 14], per_label=25, seed=0)
+    return compiled, words
+
+
+def test_construction_layers_match_the_compiled_residual_stream(hard):
+    compiled, words = hard
+    layers, note = construction_layers(compiled.formula, ALPHABET)
+    assert note == ""
+    assert layers["a"] == 0 and layers["a S b"] == 1 and layers["O c"] == 1
+    assert layers["Y (a S b)"] == 2 and layers["#a > #b"] == 2 and layers[str(compiled.formula)] == 2
+    for info in compiled.heads:  # a head of block l writes its subformula into hidden_states[l + 1]
+        assert layers[info.subformula] == info.layer + 1
+    # the independent oracle: from its construction layer on, each subformula is an exact 0/1 coordinate
+    for ids in words:
+        hidden = compiled.model(torch.as_tensor(ids)).hidden_states
+        for node, truth in truth_tables(compiled.formula, ids, ALPHABET).items():
+            column = compiled.residual_layout[str(node)]
+            for layer in range(layers[str(node)], len(hidden)):
+                assert torch.equal(hidden[layer][..., column], torch.as_tensor(truth, dtype=torch.float32)), node
+
+
+def test_probes_read_every_subformula_exactly_from_its_construction_layer_on(hard):
+    compiled, words = hard
+    table = probe_model(compiled.model, compiled.formula, ALPHABET, words, seed=0)
+    assert list(table.columns) == list(PROBE_COLUMNS)
+    assert set(table.subformula) == {str(node) for node in compiled.formula.subformulas()}
+    assert (table.note == "").all()
+    built = table[table.layer >= table.construction_layer]
+    assert (built.accuracy == 1.0).all(), built[built.accuracy < 1]
+    # before it, `a S b` is no function of the current symbol: the embedding cannot hold it
+    assert table[(table.subformula == "a S b") & (table.layer == 0)].accuracy.iloc[0] < 1.0
+    assert table.n_train.iloc[0] + table.n_test.iloc[0] == sum(ids.size for ids in words)
+    assert table.depth[table.subformula == "Y (a S b)"].iloc[0] == 2
+
+
+def test_words_are_split_whole():
+    groups = np.repeat(np.arange(10), 4)
+    train, test = word_split(groups, 0.3, seed=0)
+    assert set(groups[train]).isdisjoint(groups[test]) and len(train) + len(test) == len(groups)
+    with pytest.raises(ValueError, match="2 distinct words"):
+        word_split(np.zeros(5), 0.3, seed=0)
+
+
+def test_unsupported_and_constant_subformulas_are_noted():
+    formula = parse("(#a % 2 = 0) | (a & true)")  # modular counting: no construction; `true` is constant
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=2, n_layers=1, n_heads=2, d_model=8, d_ff=16))
+    words = sample_words(Language(formula, Alphabet(("a", "b"))), [4, 6], per_label=10, seed=1)
+    table = probe_model(model, formula, "a,b", words)
+    assert table.construction_layer.isna().all()
+    assert table.note.str.contains("no construction").all() and table.note.str.contains("Modulo").all()
+    constant = table[table.subformula == "true"]
+    assert constant.accuracy.isna().all() and constant.note.str.contains("constant").all()
+    probed = table[table.subformula != "true"].accuracy
+    assert probed.between(0, 1).all() and len(probed) == 2 * 4  # the embedding and one block, 4 subformulas
+
+
+def test_tiny_grid_probes(tiny_grid, tmp_path):
+    runs = [RunFolder(tiny_grid / name) for name in ("since_ab-fixed-seed0", "majority-fixed-seed0")]
+    shutil.copytree(runs[0].path, tmp_path / "broken")
+    shutil.rmtree(tmp_path / "broken" / "checkpoints")
+    runs.append(RunFolder(tmp_path / "broken"))
+    with pytest.warns(UserWarning, match="no checkpoint"):
+        table = probe_runs(runs, words_per_length=6)
+    assert len(table.attrs["skipped"]) == 1 and table.run.nunique() == 2
+    assert table.accuracy.between(0, 1).all() and table.baseline.between(0, 1).all()
+    layers = table.drop_duplicates("subformula").set_index("subformula").construction_layer
+    assert layers["a S b"] == 1 and layers["#a > #b"] == 2 and layers["a"] == 0
+    assert set(table.layer) == {0, 1, 2}  # the embedding and two blocks
+    assert isinstance(plot_probes(table), Figure)
+    assert "a S b" in probe_markdown(table)

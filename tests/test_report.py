@@ -1,0 +1,94 @@
+"""`softhard report` and the quickstart built on it: every section, skipped runs, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from analysis.report import build_report
+from analysis.report import main as report
+from softhard.quickstart import main as quickstart
+
+
+def images_and_files(text: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text) + re.findall(r"`([\w.-]+\.csv)`", text)
+
+
+@pytest.fixture(scope="module")
+def built(tiny_grid, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    files = build_report(tiny_grid, out, title="tiny")
+    return out, files
+
+
+def test_report_has_every_section_for_every_formula(built):
+    out, files = built
+    assert [f.name for f in files] == ["report.md", "report.html"]
+    text = (out / "report.md").read_text()
+    for heading in ("## Runs", "## Length generalization", "### position accuracy", "## Formula `a S b`",
+                    "## Formula `#a > #b`", "### Learned attention against the construction",
+                    "### Effective temperature against the gap lemma", "### Probes of the residual stream"):
+        assert heading in text
+    assert text.count("### Probes of the residual stream") == 2
+    assert "## Skipped" not in text  # every tiny run is complete
+    for name in images_and_files(text):
+        assert (out / name).stat().st_size > 0, name
+    html = (out / "report.html").read_text()
+    assert html.count("<img") == text.count("![") and "<table" in html
+
+
+def test_report_tables_are_written_as_csv(built):
+    out, _ = built
+    best = pd.read_csv(out / "attention_best_since_ab.csv")
+    assert set(best.run) == {"since_ab-fixed-seed0", "since_ab-fixed-seed1", "since_ab-log_n-seed0",
+                             "since_ab-log_n-seed1"}
+    assert best.target_mass.between(0, 1).all()
+    probes = pd.read_csv(out / "probes_majority.csv")
+    assert (probes.construction_layer.dropna() >= 0).all() and "#a > #b" in set(probes.subformula)
+    summary = pd.read_csv(out / "length_summary_position_accuracy.csv")
+    assert len(summary) == 3  # majority/fixed, since_ab/fixed, since_ab/log_n
+
+
+def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_grid / "since_ab-fixed-seed0", runs / "complete")
+    shutil.copytree(tiny_grid / "since_ab-fixed-seed0", runs / "no-attention")
+    shutil.rmtree(runs / "no-attention" / "attention")
+    shutil.copytree(tiny_grid / "since_ab-fixed-seed0", runs / "unfinished")
+    (runs / "unfinished" / "length_generalization.csv").unlink()
+    (runs / "unfinished" / "checkpoints" / "last.ckpt").unlink()
+    modular = runs / "modular"
+    shutil.copytree(tiny_grid / "since_ab-fixed-seed0", modular)
+    info = json.loads((modular / "run_info.json").read_text())
+    (modular / "run_info.json").write_text(json.dumps({**info, "formula": "#a % 2 = 0"}))
+    (runs / "empty").mkdir()
+    assert report([str(runs), "--out", str(tmp_path / "out"), "--format", "md"]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    skipped = text[text.index("## Skipped"):]
+    assert "no-attention: no saved attention" in skipped
+    assert "unfinished: no length_generalization.csv" in skipped and "unfinished: no checkpoint" in skipped
+    assert "has no hard construction" in skipped and "Modulo" in skipped
+    assert "## Formula `#a % 2 = 0`" in text  # its temperatures and probes are still reported
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_nothing_to_report_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert report([str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("softhard report: error: no run to report on") and "holds no run folder" in err
+    assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_quickstart_writes_the_report(tmp_path, capsys):
+    assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    report_file = tmp_path / "qs" / "report.md"
+    assert str(report_file) in out
+    text = report_file.read_text()
+    assert "# softhard quickstart" in text and "## Formula `a S b`" in text and "## Formula `#a > #b`" in text
+    assert "majority-log_n" in text and (tmp_path / "qs" / "report.html").exists()
