@@ -153,7 +153,7 @@ def probe_table(run: RunFolder, words_per_length: int = WORDS_PER_LENGTH, length
     if lengths is None:
         train_length = run.settings["train_max_length"]
         if train_length is None:
-            raise RunSkipped(f"{run.path}: config.yaml has no data.max_length; pass lengths")
+            raise RunSkipped(f"{run.path}: no train length (config.yaml data.max_length): not probed; pass lengths")
         lengths = default_lengths(int(train_length))
     model = run.load_model()
     words = sample_words(Language(run.formula, run.alphabet, run.language), lengths, words_per_length, seed)

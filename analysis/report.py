@@ -134,18 +134,24 @@ def _temperature_section(doc: Document, runs: list[RunFolder], eps: float) -> li
              f"longest probe words), the effective temperature there, and the fraction of seeds whose head would "
              f"stay hard (effective temperature <= g / ln(n / eps), eps = {eps:g}) at 10x and 100x the train "
              f"length, if g stays as measured. Per run and length: `temperature_{_tag(runs)}.csv`.")
+    if not extrapolation.empty:
+        doc.table(_hard_fractions(extrapolation))
+    shown = sorted(table.run_dir.unique())[:PLOTTED_RUNS]
+    doc.figure(temperature.plot_temperature(table[table.run_dir.isin(shown)],
+                                            extrapolation[extrapolation.run_dir.isin(shown)]),
+               f"temperature_{_tag(runs)}", _plotted(len(shown), table.run_dir.nunique()))
+    return table.attrs["skipped"] + extrapolation.attrs["skipped"]
+
+
+def _hard_fractions(extrapolation: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and head: seeds, median gap, and the fraction of seeds hard at each factor."""
     keys = _configuration(extrapolation) + ["layer", "head", "temperature_mode"]
     hard = extrapolation.pivot_table(index=keys + ["run"], columns="factor", values="hard", aggfunc="first")
     hard.columns = [f"hard at {factor:g}x" for factor in hard.columns]
     longest = extrapolation.drop_duplicates(keys + ["run"])
     measured = longest.groupby(keys, dropna=False).agg(seeds=("run", "nunique"), gap=("gap", "median"),
                                                        measured_length=("measured_length", "max"))
-    doc.table(measured.join(hard.groupby(level=keys, dropna=False).mean()).reset_index())
-    shown = sorted(table.run_dir.unique())[:PLOTTED_RUNS]
-    doc.figure(temperature.plot_temperature(table[table.run_dir.isin(shown)],
-                                            extrapolation[extrapolation.run_dir.isin(shown)]),
-               f"temperature_{_tag(runs)}", _plotted(len(shown), table.run_dir.nunique()))
-    return table.attrs["skipped"]
+    return measured.join(hard.groupby(level=keys, dropna=False).mean()).reset_index()
 
 
 def _probe_section(doc: Document, runs: list[RunFolder]) -> list[str]:

@@ -208,7 +208,8 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
     length N = factor x train length. The head stays hard iff tau_eff(N) <= g / ln(n_keys / eps).
 
     table: from temperature_table, model_temperature_table or temperature_runs (many runs: per
-    run, the train length from its train_max_length column unless ``train_length`` is given).
+    run, the train length from its train_max_length column unless ``train_length`` is given; a
+    run without one is left out, named in ``result.attrs["skipped"]``).
     """
     if gap not in ("gap_min", "gap_median"):
         raise ValueError(f"gap: expected gap_min or gap_median, got {gap!r}")
@@ -216,11 +217,14 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
     table = table.reset_index(drop=True)
     head_keys = (["run"] if "run" in settings else []) + ["layer", "head"]
     longest = table.loc[table.groupby(head_keys).length.idxmax()] if not table.empty else table
-    rows = []
+    rows, skipped = [], []
     for _, row in longest.iterrows():  # one iteration per head: small
         base = row.get("train_max_length") if train_length is None else train_length
         if base is None or pd.isna(base):
-            raise ValueError("extrapolate_table: no train length; pass train_length or a table with train_max_length")
+            if "run_dir" not in settings:
+                raise ValueError("extrapolate_table: no train length; pass train_length or a table with train_max_length")
+            skipped.append(f"{row['run_dir']}: no train length (config.yaml data.max_length): not extrapolated")
+            continue
         for factor in factors:
             N = round(factor * base)
             n, tau_eff = effective_temperature(torch.tensor([row.tau_head]), [row.temperature_mode], [row["mask"]], N)
@@ -231,7 +235,9 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
                          "temperature_mode": row.temperature_mode, "mask": row["mask"], "tau_head": row.tau_head,
                          "measured_length": row["length"], "gap": row[gap], "factor": factor, "length": N,
                          "n_keys": n_keys, "tau_eff": tau_eff, "tau_required": required, "hard": tau_eff <= required})
-    return pd.DataFrame(rows, columns=settings + list(EXTRAPOLATION_COLUMNS))
+    result = pd.DataFrame(rows, columns=settings + list(EXTRAPOLATION_COLUMNS))
+    result.attrs["skipped"] = list(dict.fromkeys(skipped))
+    return result
 
 
 def extrapolate(run: RunFolder, factors: Sequence[float] = FACTORS, eps: float = EPS,
@@ -239,7 +245,7 @@ def extrapolate(run: RunFolder, factors: Sequence[float] = FACTORS, eps: float =
     """extrapolate_table of one run, from its saved probe words and its train max length."""
     train_length = run.settings["train_max_length"]
     if train_length is None:
-        raise RunSkipped(f"{run.path}: config.yaml has no data.max_length (the train length)")
+        raise RunSkipped(f"{run.path}: no train length (config.yaml data.max_length): not extrapolated")
     return extrapolate_table(temperature_table(run, eps), factors, eps, train_length, gap)
 
 

@@ -65,6 +65,8 @@ def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
     shutil.copytree(tiny_grid / "since_ab-fixed-seed0", modular)
     info = json.loads((modular / "run_info.json").read_text())
     (modular / "run_info.json").write_text(json.dumps({**info, "formula": "#a % 2 = 0"}))
+    shutil.copytree(tiny_grid / "since_ab-fixed-seed1", runs / "no-config")
+    (runs / "no-config" / "config.yaml").unlink()
     (runs / "empty").mkdir()
     assert report([str(runs), "--out", str(tmp_path / "out"), "--format", "md"]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
@@ -72,6 +74,8 @@ def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
     assert "no-attention: no saved attention" in skipped
     assert "unfinished: no length_generalization.csv" in skipped and "unfinished: no checkpoint" in skipped
     assert "has no hard construction" in skipped and "Modulo" in skipped
+    assert "no-config: no train length (config.yaml data.max_length): not extrapolated" in skipped
+    assert "no-config: no train length (config.yaml data.max_length): not probed" in skipped
     assert "## Formula `#a % 2 = 0`" in text  # its temperatures and probes are still reported
     assert not (tmp_path / "out" / "report.html").exists()
 
