@@ -45,10 +45,16 @@ def sinusoidal(T: int, d: int, device=None) -> torch.Tensor:
     return pe
 
 
-def theory_features(names: Sequence[str], T: int, lengths: Optional[torch.Tensor], device=None) -> torch.Tensor:
-    """The features `names` at positions 0..T-1, fp32 of shape (B, T, F), or (1, T, F) without lengths."""
-    i = torch.arange(T, dtype=torch.float32, device=device)[None, :]  # (1, T)
-    n = torch.full((1, 1), float(T), device=device) if lengths is None else lengths.to(device).float()[:, None]
+def theory_features(names: Sequence[str], T: int, lengths: Optional[torch.Tensor], device=None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The features `names` at positions 0..T-1, of shape (B, T, F), or (1, T, F) without lengths.
+
+    Computed in ``dtype``: fp32 keeps i^2 exact up to i = 4096 and i/n to 2^-24; float64 goes far
+    beyond (the constructions' unbounded scores need it for long words).
+    """
+    i = torch.arange(T, dtype=dtype, device=device)[None, :]  # (1, T)
+    n = (torch.full((1, 1), float(T), dtype=dtype, device=device) if lengths is None
+         else lengths.to(device=device, dtype=dtype)[:, None])
     values = {
         "i": lambda: i,
         "i/n": lambda: i / n.clamp(min=1),
@@ -118,7 +124,9 @@ class PositionalEncoding(nn.Module):
                 raise ValueError(f"length {T} exceeds max_len={self.max_len} of the learned position table")
             pe = pe + self.learned(self.positions(B, T, device))  # (B|1, T, d)
         if self.feature_proj is not None:
-            feats = theory_features(self.features, T, lengths, device)  # (B|1, T, F), fp32
+            weight = self.feature_proj.weight
+            precise = torch.float64 if weight.dtype == torch.float64 else torch.float32  # never below fp32
+            feats = theory_features(self.features, T, lengths, device, precise).to(weight.dtype)  # (B|1, T, F)
             with torch.autocast(device_type=torch.device(device).type, enabled=False):
-                pe = pe + self.feature_proj(feats)  # fp32 even under autocast: i^2 is exact up to 2^24
+                pe = pe + self.feature_proj(feats)  # at least fp32 even under autocast: i^2 exact up to 2^24
         return pe

@@ -223,8 +223,9 @@ class SelfAttention(nn.Module):
         # fp32 from here to the weighted values (unless attn_fp32 is off), even under autocast
         no_autocast = torch.autocast(device_type=x.device.type, enabled=False)
         with no_autocast if self.attn_fp32 else contextlib.nullcontext():
-            if self.attn_fp32:
-                q, k, v = q.float(), k.float(), v.float()
+            if self.attn_fp32:  # at least fp32: a float64 model keeps float64
+                wide = torch.promote_types(q.dtype, torch.float32)
+                q, k, v = q.to(wide), k.to(wide), v.to(wide)
             if ctx.rope is not None:
                 q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
             k = torch.cat([self.sink_k.to(k.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), k], dim=2)  # (B, H, T+1, dh)

@@ -107,6 +107,15 @@ def test_dtypes_cast_features_not_the_model():
         evaluate(compiled, np.zeros((1, 513), dtype=int))
 
 
+def test_float64_keeps_unbounded_scores_exact_where_fp32_rounds():
+    """Soft-unbounded X scores grow as (i+1)^2: past 2^24 fp32 rounds them by more than the gap 1/2."""
+    compiled = compiled_case("X a", "a,b", "soft-unbounded", None)
+    ids = np.random.default_rng(0).integers(0, 2, (1, 6000))
+    truth = label_positions(compiled.formula, ids, compiled.alphabet)
+    assert not (evaluate(compiled, ids, "float32").predictions == truth).all()
+    assert (evaluate(compiled, ids, "float64").predictions == truth).all()
+
+
 def test_construct_dtype_reaches_the_features(capsys):
     argv = ["construct", "--formula", "a S b", "--alphabet", "a,b,c", "--mode", "soft-scaled", "--lengths", "600",
             "--words", "2", "--json", "--dtype"]

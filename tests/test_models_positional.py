@@ -57,6 +57,25 @@ def test_theory_feature_values():
     assert torch.equal(theory_features(["(-1)^i", "i"], 3, None)[0], torch.tensor([[1.0, 0], [-1, 1], [1, 2]]))
 
 
+def test_theory_features_in_float64_stay_exact_beyond_fp32():
+    T = 5000  # i^2 passes 2^24 at i = 4097: fp32 rounds it, float64 does not
+    wide = theory_features(["i^2", "i/n"], T, None, dtype=torch.float64)
+    narrow = theory_features(["i^2", "i/n"], T, None)
+    assert wide.dtype == torch.float64 and narrow.dtype == torch.float32
+    i = torch.arange(T, dtype=torch.float64)
+    assert torch.equal(wide[0, :, 0], i * i)
+    assert not torch.equal(narrow[0, :, 0].double(), i * i)
+    assert torch.equal(wide[0, :, 1], i / T)
+
+
+def test_a_float64_model_computes_in_float64():
+    config = TransformerConfig(vocab_size=2, n_layers=1, n_heads=1, d_model=8, positional=["i", "i^2"])
+    model = Transformer(config).double()
+    output = model(torch.tensor([[0, 1, 1, 0]]), return_attention=True)
+    assert output.position_logits.dtype == torch.float64 and output.attention[0].dtype == torch.float64
+    assert torch.allclose(output.position_logits, model(torch.tensor([[0, 1, 1, 0]])).position_logits)
+
+
 def test_features_are_projected_and_added():
     model = make(positional=["i^2", "i/n"])
     x, lengths = torch.randint(0, 3, (2, 6)), torch.tensor([6, 4])

@@ -28,10 +28,8 @@ A pick outside the band (or none: -1 / n) leaves the sink as the only target.
 Precision: ``dtype`` casts every weight, the token embeddings and the positional features (so
 i/n itself is rounded: bfloat16 keeps 8 significant bits, so neighbouring i/n coincide once
 n > 256). Attention logits and softmax run in fp32 under bfloat16 when the model's
-``attn_fp32`` is set, as in ``Transformer.forward``; float64 runs them in float64 (where
-``Transformer.forward`` would drop to fp32). The features themselves come from
-``models.positional.theory_features``, which computes them in fp32, so float64 inherits their
-fp32 rounding (i^2 exact only below 2^24, i/n to 2^-24).
+``attn_fp32`` is set, as in ``Transformer.forward``; float64 runs everything in float64. The
+features are computed in fp32 (float64 for float64) and then rounded to ``dtype``.
 """
 
 from __future__ import annotations
@@ -171,7 +169,8 @@ def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu",
 
     x = F.embedding(torch.as_tensor(ids, device=device), model.tok_emb.weight.to(device, dt))  # (B, n, D)
     if model.pos_emb.feature_proj is not None:
-        features = theory_features(model.pos_emb.features, n, None, device).to(dt)  # (1, n, F), rounded to dtype
+        precise = torch.float64 if dt == torch.float64 else torch.float32  # bfloat16: computed in fp32, then rounded
+        features = theory_features(model.pos_emb.features, n, None, device, precise).to(dt)  # (1, n, F)
         x = x + _linear(model.pos_emb.feature_proj, features)
     masses = np.zeros(len(compiled.heads))
     for layer, layer_block in enumerate(model.blocks):
