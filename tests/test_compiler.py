@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from data.alphabet import Alphabet
+from data.language import Language
 from data.ltl import parse
 from data.ltl.evaluate import label_positions
 from data.ltl.syntax import (
@@ -26,6 +28,7 @@ from data.ltl.syntax import (
 )
 from data.registry import REGISTRY
 from models.compiler import compile_formula
+from models.compiler.blocked import evaluate
 from models.transformer import Transformer
 
 NON_COUNTING = [spec for spec in REGISTRY.values() if spec.kind != "counting" and not uses_counting(parse(spec.formula))]
@@ -321,3 +324,48 @@ def test_counting_metadata_and_layout():
     out = compiled.model(torch.as_tensor(ids))
     np.testing.assert_allclose(out.hidden_states[1][0, :, compiled.residual_layout["#a"]].detach().numpy(),
                                [1, 1, 2 / 3, 3 / 4, 3 / 5], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------- words of length 1,000
+LONG = 1000
+MODES = ("hard", "soft-scaled", "soft-unbounded")
+
+
+def compile_for(phi, alphabet, mode):
+    if mode == "soft-unbounded" and any(isinstance(n, Binary) and n.op == "U" for n in phi.walk()):
+        pytest.skip("U has no soft-unbounded construction")
+    return compile_formula(phi, alphabet, mode=mode, length=LONG if mode == "soft-scaled" else None)
+
+
+@functools.lru_cache(maxsize=None)
+def long_words(name: str) -> tuple[Language, np.ndarray]:
+    """Two members and two non-members of length 1,000 (exact samplers), drawn once per language."""
+    language = Language.from_text(REGISTRY[name].formula, REGISTRY[name].alphabet)
+    return language, language.sample_both(LONG, 2, seed=7)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("spec", [s for s in REGISTRY.values() if s not in MODULAR], ids=lambda s: s.name)
+def test_registry_languages_at_length_1000(spec, mode):
+    """Every registry language in every mode on words of length 1,000, through the memory-linear evaluator."""
+    language, ids = long_words(spec.name)
+    compiled = compile_for(language.formula, language.alphabet, mode)
+    np.testing.assert_array_equal(evaluate(compiled, ids).predictions, language.label(ids), err_msg=spec.name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("index", range(0, len(RANDOM), 3))
+def test_random_formulas_at_length_1000(index, mode):
+    phi, alphabet = RANDOM[index]
+    words = np.random.default_rng(index).integers(0, len(alphabet), size=(2, LONG))
+    predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
+    np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("index", range(0, len(COUNTING_RANDOM), 3))
+def test_random_counting_formulas_at_length_1000(index, mode):
+    phi, alphabet = COUNTING_RANDOM[index]
+    words = np.random.default_rng(index).integers(0, len(alphabet), size=(2, LONG))
+    predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
+    np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
