@@ -1,7 +1,7 @@
 """`softhard report RUN_OR_GRID_DIR`: every analysis of a set of runs in one markdown/HTML report.
 
     softhard report runs/grids/study                      # report.md, report.html, figures, CSVs
-    softhard report runs/a runs/b --out reports/ab --format md --no-probes
+    softhard report runs/a runs/b --out reports/ab --format md --probe-seeds 0
 
 Sections: the runs; length generalization (summary over seeds, curves, breakdown lengths);
 then per formula: learned attention against the compiled constructions, effective
