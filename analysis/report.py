@@ -14,6 +14,7 @@ the rest of the report is built regardless.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -213,6 +214,20 @@ def _plotted(shown: int, total: int) -> str:
     return f"one line per head of {shown} of {total} {runs}" if shown < total else f"one line per head, {total} {runs}"
 
 
+def _fraction(closed: bool):
+    """An argparse type: a number in (0, 1] (closed) or (0, 1)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 < value < 1 or (closed and value == 1)):
+            raise argparse.ArgumentTypeError(f"must be in (0, 1{']' if closed else ')'}, got {text!r}")
+        return value
+
+    return parse
+
+
 def parse_probe_seeds(text: str) -> int | None:
     if text == "all":
         return None
@@ -228,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: <first path>/report)")
     parser.add_argument("--format", choices=FORMATS, default="both", help="report.md, report.html or both")
-    parser.add_argument("--threshold", type=float, default=length_generalization.DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=_fraction(closed=True),
+                        default=length_generalization.DEFAULT_THRESHOLD,
                         help="accuracy below which a run has broken down (default: %(default)s)")
-    parser.add_argument("--eps", type=float, default=temperature.EPS,
+    parser.add_argument("--eps", type=_fraction(closed=False), default=temperature.EPS,
                         help="the gap lemma's tolerance in the required temperature g / ln(n/eps) (default: %(default)s)")
     parser.add_argument("--probe-seeds", type=parse_probe_seeds, default=1,
                         help="probe the first k seeds of each configuration: an integer, 0 for no probes, or 'all' "

@@ -80,6 +80,15 @@ def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
     assert not (tmp_path / "out" / "report.html").exists()
 
 
+@pytest.mark.parametrize("option, value", [("--eps", "0"), ("--threshold", "1.5"), ("--probe-seeds", "x")])
+def test_bad_options_name_the_value(option, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        report([str(tmp_path), option, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {option}:" in err and repr(value) in err
+    assert not (tmp_path / "report").exists()
+
+
 def test_nothing_to_report_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert report([str(tmp_path / "empty")]) == 2
