@@ -10,7 +10,7 @@ Every mask is a band of the offset d = i - j, lo <= d <= hi:
     future         j >= i                      -inf   0
     strict_future  j >  i                      -inf   -1
 
-Padding keys (j >= n) are never visible. The sink (a learned key and value per head, not a
+Padding keys (j >= n) are never visible to a word position (i < n). The sink (a learned key and value per head, not a
 word position) is visible to every query, so no row of attention is ever empty. In the
 (T, T+1) attention matrices the sink is column 0 and word position j is column j + 1, so
 column order is position order with the sink at position -1.
@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from torch.nn.attention.bias import CausalBias, causal_lower_right, causal_upper_left
 
 MASKS = ("none", "past", "strict_past", "future", "strict_future")
 
@@ -69,6 +70,21 @@ def visibility(
         keys = torch.cat([sink, key_valid.to(device)], dim=-1)[:, None, None, :]  # (B, 1, 1, T+1)
         allowed = keys if allowed is None else allowed & keys  # (B, H, T, T+1)
     return allowed
+
+
+def causal_bias(masks: Sequence[str], T: int) -> Optional[CausalBias]:
+    """The fused-kernel equivalent of ``visibility`` for SDPA when every head is past or every head
+    is strict past, else None.
+
+    With the sink as column 0, past lets query i see columns 0..i+1 of the (T, T+1) matrix: the
+    causal mask aligned to the lower right; strict past columns 0..i: aligned to the upper left.
+    SDPA then runs a causal kernel (flash or memory-efficient) instead of reading a dense
+    (T, T+1) mask. Padding is not masked, and need not be: padding keys come after every key a
+    word position sees, so only padding queries, whose outputs are meaningless, can see them.
+    """
+    if len(set(masks)) != 1 or masks[0] not in ("past", "strict_past"):
+        return None
+    return (causal_lower_right if masks[0] == "past" else causal_upper_left)(T, T + 1)
 
 
 def visible_key_count(

@@ -7,8 +7,8 @@ block, the model with its two output heads.
 
 Conventions (docs/models.md has the full list):
 - input_ids (B, T) hold symbol ids 0..vocab_size-1, right-padded; lengths (B,) the true word
-  lengths n. Word positions are 0-indexed, i = 0..n-1. Padding keys are never visible, and
-  the outputs at padding positions are meaningless (finite, but to be ignored).
+  lengths n. Word positions are 0-indexed, i = 0..n-1. Padding keys are never visible to a
+  word position, and the outputs at padding positions are meaningless (finite, but to be ignored).
 - Every head has a learned sink: one key and one value vector per head (not a position), seen
   by every query, in every softmax, so no row is empty (strict past at i = 0 attends to the
   sink alone). In the (B, H, T, T+1) attention and score tensors the sink is column 0 and
@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.masks import MASKS, mask_bounds, visibility, visible_key_count
+from models.masks import MASKS, causal_bias, mask_bounds, visibility, visible_key_count
 from models.positional import (
     POSITIONAL,
     PositionalEncoding,
@@ -231,24 +231,28 @@ class SelfAttention(nn.Module):
             k = torch.cat([self.sink_k.to(k.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), k], dim=2)  # (B, H, T+1, dh)
             v = torch.cat([self.sink_v.to(v.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), v], dim=2)  # (B, H, T+1, dh)
             banded = any(m != "none" for m in self.masks)
-            allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # bool, (B|1, H|1, T|1, T+1)
             scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1) factor(n) / tau
             dropout = self.attn_dropout if self.training else 0.0
 
             softmax_only = all(kind == "softmax" for kind in self.kinds)
             if (self.fast if fast is None else fast) and softmax_only and not need_weights:
-                # fast path: the per-query scale goes into q, so the SDPA logits are (q.k / sqrt(dh) + bias) * scale
-                mask = allowed
-                if ctx.alibi is not None:
-                    mask = ctx.alibi.to(q.dtype) * scale  # (B|1, H, T, T+1)
-                    if allowed is not None:
-                        mask = mask.masked_fill(~allowed, float("-inf"))
+                # fast path: the per-query scale goes into q, so the SDPA logits are (q.k / sqrt(dh) + bias) * scale;
+                # when every head is (strict) past, a fused causal kernel instead of a (T, T+1) mask
+                mask = causal_bias(self.masks, T) if ctx.alibi is None else None
+                if mask is None:
+                    mask = allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # or None
+                    if ctx.alibi is not None:
+                        mask = ctx.alibi.to(q.dtype) * scale  # (B|1, H, T, T+1)
+                        if allowed is not None:
+                            mask = mask.masked_fill(~allowed, float("-inf"))
                 y = F.scaled_dot_product_attention(
                     q * scale, k, v, attn_mask=mask, dropout_p=dropout, scale=1.0 / math.sqrt(dh)
                 )  # (B, H, T, dh)
                 att = logits = None
             else:
                 # explicit path: scores, temperature, mask, softmax or hard attention
+                allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # bool, (B|1, H|1, T|1, T+1)
+
                 def raw_scores():  # q.k / sqrt(dh) + bias, (B, H, T, T+1)
                     s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
                     return s if ctx.alibi is None else s + ctx.alibi.to(s.dtype)

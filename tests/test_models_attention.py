@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.masks import MASKS, mask_bounds, visible_key_count
+from models.masks import MASKS, causal_bias, mask_bounds, visibility, visible_key_count
 from models.temperature import length_factor
 from models.transformer import Transformer, TransformerConfig, hard_attention
 
@@ -240,6 +240,7 @@ CONFIGS = [
     dict(positional=["alibi", "learned"], mask="future", temperature=["log_n", "n"], norm="post"),
     dict(positional=["sinusoidal", "1/i"], temperature="n_log_n", norm="none", mask="strict_past", tau=[0.5, 2.0]),
     dict(positional=["alibi", "rope"], temperature=[["learned", "log_n"], ["fixed", "n"]], mask=[["past", "none"], ["future", "strict_past"]]),
+    dict(positional=["i/n"], temperature="log_n", mask="past"),  # the fused causal kernel in both layers
 ]
 
 
@@ -257,14 +258,30 @@ def test_fast_and_explicit_paths_agree(cfg):
         assert torch.allclose(fast.string_logits, slow.string_logits, atol=1e-5, rtol=0)
         for a, b in zip(fast.hidden_states, slow.hidden_states):
             assert torch.allclose(a[real], b[real], atol=1e-5, rtol=0)
-    # and their gradients
+    # and their gradients, through a loss on the word positions (padding outputs are meaningless)
     grads = []
+    real = torch.arange(9)[None] < lengths[:, None]
     for fast in (True, False):
         model.zero_grad()
         out = model(x, lengths, fast=fast)
-        (out.position_logits.sum() + out.string_logits.sum()).backward()
+        (out.position_logits[real].sum() + out.string_logits.sum()).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mask", ["past", "strict_past"])
+def test_causal_bias_is_the_visibility_mask(mask):
+    T, H = 7, 2
+    q, k, v = torch.randn(2, H, T, 4), torch.randn(2, H, T + 1, 4), torch.randn(2, H, T + 1, 4)
+    dense = visibility(*mask_bounds([mask] * H), T, key_valid=None)  # (1, H, T, T+1)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
+    got = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_bias([mask] * H, T))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("masks", [["none"], ["future"], ["strict_future"], ["past", "strict_past"], ["past", "none"]])
+def test_causal_bias_only_when_every_head_is_past_or_every_head_strict_past(masks):
+    assert causal_bias(masks, 5) is None
 
 
 def test_attention_rows_sum_to_one_and_sink_column_first():
