@@ -28,7 +28,9 @@ from data.ltl.syntax import (
 )
 from data.registry import REGISTRY
 from models.compiler import compile_formula
+from models.compiler import layout as layout_module
 from models.compiler.blocked import evaluate
+from models.compiler.layout import MAX_LEAVES, leaves, plan
 from models.transformer import Transformer
 
 NON_COUNTING = [spec for spec in REGISTRY.values() if spec.kind != "counting" and not uses_counting(parse(spec.formula))]
@@ -369,3 +371,37 @@ def test_random_counting_formulas_at_length_1000(index, mode):
     words = np.random.default_rng(index).integers(0, len(alphabet), size=(2, LONG))
     predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
     np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
+
+
+# --- Boolean nodes over more than MAX_LEAVES leaves ------------------------------------------
+
+# 15 distinct temporal leaves under one conjunction chain (no U, so every mode applies)
+WIDE = ("(Y a | X b) & (O c -> H a) & (F a <-> G b) & ((a S b) | (b S c)) & (Y b | X c | O a) "
+        "& ((c S a) -> Y c) & (X a | F b)")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", [WIDE, f"Y ({WIDE})", f"({WIDE}) S c", f"!({WIDE}) & ({WIDE.replace('a', 'c')})"])
+def test_boolean_nodes_over_many_leaves_get_a_layer_of_their_own(text, mode, monkeypatch):
+    phi = parse(text)
+    compiled = compile_for(phi, "a,b,c", mode)
+    layout = plan(phi, mode)
+    with monkeypatch.context() as patch:
+        patch.setattr(layout_module, "MAX_LEAVES", 10**6)  # one truth table whatever its size
+        one_table = plan(phi, mode).n_layers
+    # a block for the wide conjunction, except where soft-unbounded F/G already leave its parts a block earlier
+    assert compiled.model.config.n_layers == one_table + 1 or (mode == "soft-unbounded" and
+                                                              compiled.model.config.n_layers == one_table)
+    assert max(len(leaves(node, layout)) for block in layout.boolean for node in block) <= MAX_LEAVES
+    check_agrees(compiled, phi, Alphabet.from_text("a,b,c"), lengths=range(1, 6), long_words=4, long_length=60)
+    words = np.random.default_rng(1).integers(0, 3, size=(2, LONG))
+    predictions = evaluate(compiled, words).predictions
+    np.testing.assert_array_equal(predictions, label_positions(phi, words, Alphabet.from_text("a,b,c")))
+
+
+def test_leaves_stop_at_boolean_nodes_of_earlier_blocks():
+    phi = parse(f"Y ({WIDE})")
+    layout = plan(phi, "hard")
+    chain = phi.arg  # the wide conjunction, depth 2 (its own layer); Y of it is depth 3
+    assert layout.depth[chain] == 2 and layout.depth[phi] == 3
+    assert leaves(chain, layout) == [chain.left.left, chain.left.right, chain.right]  # children of block 1

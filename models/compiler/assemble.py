@@ -14,7 +14,8 @@ Everything starts at zero (norm "none", no dropout); then:
     of f^-1(1) and f^-1(0), ``step(v_a)`` with v_a = sum_{a_t=1} x_t - sum_{a_t=0} x_t
     + #zeros(a) - (k - 1), which is 1 at x = a and <= 0 at any other 0/1 point: exact 0/1
     output when each leaf is within 3/(8k) of 0/1 (the leaves of this block may be raw
-    attention outputs). 2 ReLUs per assignment, at most 2^k of them (k <= MAX_LEAVES).
+    attention outputs). 2 ReLUs per assignment, at most 2^k of them (k <= MAX_LEAVES: the
+    layout gives a node with more leaves a layer of its own, layout.py).
 - position_head and string_head: logit = SCALE * (2 root - 1), so sigmoid > 1/2 exactly where
   the root holds.
 """
@@ -29,12 +30,11 @@ import torch
 from data.alphabet import Alphabet
 from data.ltl.evaluate import label_positions
 from data.ltl.syntax import Formula
-from models.compiler.layout import Layout, boolean_value, leaves
+from models.compiler.layout import MAX_LEAVES, Layout, boolean_value, leaves
 from models.compiler.operators import D_HEAD, ONE, HeadSpec
 from models.transformer import Transformer, TransformerConfig
 
 M_STEP = 4.0
-MAX_LEAVES = 12
 SCALE = 10.0
 
 
@@ -60,10 +60,7 @@ class MLPBuilder:
         index = layout.index
         xs = leaves(node, layout)
         k = len(xs)
-        if k > MAX_LEAVES:
-            raise NotImplementedError(
-                f"Boolean subformula `{node}` has {k} leaves (local or temporal subformulas under it); the one-layer "
-                f"truth-table construction handles at most {MAX_LEAVES}")
+        assert k <= MAX_LEAVES, f"the layout left {k} leaves under `{node}`"  # layout.layer_depth splits them
         table = {a: boolean_value(node, dict(zip(xs, map(bool, a)))) for a in itertools.product((0, 1), repeat=k)}
         ones = [a for a, f in table.items() if f]
         zeros = [a for a, f in table.items() if not f]

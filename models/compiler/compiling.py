@@ -38,7 +38,6 @@ def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int 
     Raises:
         ValueError: unknown mode, missing length, symbols outside the alphabet.
         NotImplementedError: Modulo (any mode), U in soft-unbounded (all listed at once);
-            Boolean subformulas over more than assemble.MAX_LEAVES leaves;
             count coefficients summing above operators.MAX_COEFFICIENTS.
     """
     alphabet = as_alphabet(alphabet)

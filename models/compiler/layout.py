@@ -14,9 +14,13 @@ one attention layer; Boolean connectives and ``+ -`` add none):
   (soft-unbounded F p and G p add two layers: one for z_k = k p_k, ``PositionTimes``, one for
   themselves);
 - other Boolean nodes of depth d: the MLP of block d - 1, as one truth table over their
-  *leaves* (the local or attention nodes below them reached through Boolean connectives),
-  which are all ready by then (leaves of depth d come from the same block's heads).
-So the model has max(1, depth) blocks; for counting-free formulas depth = temporal depth.
+  *leaves* (the nodes below them, reached through Boolean connectives, that an earlier block,
+  the embedding or this block's heads compute), which are all ready by then;
+- a Boolean node with more than MAX_LEAVES leaves at the depth of its children gets one layer
+  more: its Boolean children are computed in the block before, so its leaves are just its
+  children (at most 2), at the cost of one block whose heads do nothing.
+So the model has max(1, depth) blocks; for counting-free formulas whose Boolean nodes have at
+most MAX_LEAVES leaves depth = temporal depth.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from models.compiler.operators import (
     is_temporal,
 )
 
+MAX_LEAVES = 12  # a truth table over k leaves takes up to 2^k ReLU pairs (assemble.py)
 FEATURES = {"hard": [], "soft-scaled": [("i/n", POS_IN)], "soft-unbounded": [("i", POS_I), ("i^2", POS_I2)]}
 
 
@@ -53,11 +58,16 @@ def needs_position_times(node: Node, mode: str) -> bool:
     return mode == "soft-unbounded" and is_temporal(node) and node.op in ("F", "G")
 
 
-def layer_depth(node: Node, memo: dict, mode: str = "hard") -> int:
+def layer_depth(node: Node, memo: dict, mode: str = "hard", known: set | None = None) -> int:
+    """The block after which ``node`` is ready (0: the embedding); ``known``: the nodes with a
+    residual dimension (default: every node), which a Boolean node's leaves must have."""
     if node in memo:
         return memo[node]
-    below = max((layer_depth(child, memo, mode) for child in node.children()), default=0)
+    below = max((layer_depth(child, memo, mode, known) for child in node.children()), default=0)
     adds = is_temporal(node) or isinstance(node, (Count, Compare))
+    if is_boolean(node) and below > 0:
+        has_dimension = (lambda n: True) if known is None else known.__contains__
+        adds = len(boolean_leaves(node, has_dimension, memo, below)) > MAX_LEAVES
     memo[node] = below + int(adds) + int(needs_position_times(node, mode))
     return memo[node]
 
@@ -103,12 +113,12 @@ def plan(formula: Formula, mode: str) -> Layout:
     coordinates = [ONE] + [name for _, name in features] + nodes
     index = {c: d for d, c in enumerate(coordinates)}
     memo: dict = {}
-    depth = max(1, layer_depth(formula, memo, mode))
+    depth = max(1, layer_depth(formula, memo, mode, known))
     for node in nodes:
         if isinstance(node, PositionTimes):
-            memo[node] = layer_depth(node.arg, memo, mode) + 1
+            memo[node] = layer_depth(node.arg, memo, mode, known) + 1
         else:
-            layer_depth(node, memo, mode)
+            layer_depth(node, memo, mode, known)
     attention = [[] for _ in range(depth)]
     boolean = [[] for _ in range(depth)]
     local = []
@@ -125,18 +135,26 @@ def plan(formula: Formula, mode: str) -> Layout:
     return Layout(coordinates, index, local, attention, boolean, memo, aux, features)
 
 
-def leaves(node: Formula, layout: Layout, top: bool = True) -> list:
-    """The local or attention-computed nodes with a residual dimension below a Boolean node,
-    reached through Boolean connectives, each once (a local node without a dimension, such as the
-    ``!p`` inside an auxiliary ``q | !p``, is looked through; a constant without one is folded
-    into the table)."""
-    if not top and node in layout.index and (layout.depth.get(node, 0) == 0 or is_attention_node(node)):
-        return [node]
+def leaves(node: Formula, layout: Layout) -> list:
+    """The leaves of the truth table of a Boolean node (``boolean_leaves`` at its own depth)."""
+    return boolean_leaves(node, layout.index.__contains__, layout.depth, layout.depth[node])
+
+
+def boolean_leaves(node: Formula, has_dimension, depth: dict, block_depth: int, top: bool = True) -> list:
+    """The nodes with a residual dimension below a Boolean node of depth ``block_depth``, reached
+    through Boolean connectives, that are ready when its MLP runs: local nodes (embedding),
+    attention nodes (this or an earlier block's heads) and Boolean nodes of smaller depth (an
+    earlier MLP); each once. A local node without a dimension, such as the ``!p`` inside an
+    auxiliary ``q | !p``, is looked through; a constant without one is folded into the table."""
+    if not top and has_dimension(node):
+        d = depth.get(node, 0)
+        if d == 0 or d < block_depth or is_attention_node(node):
+            return [node]
     if isinstance(node, Constant):
         return []
     found = []
     for child in node.children():
-        for leaf in leaves(child, layout, top=False):
+        for leaf in boolean_leaves(child, has_dimension, depth, block_depth, top=False):
             if leaf not in found:
                 found.append(leaf)
     return found
