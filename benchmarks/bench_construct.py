@@ -44,14 +44,13 @@ def measure(formula: str, alphabet: str, length: int, words: int, dtype: str, de
 
     from data.language import Language
     from models.compiler.blocked import evaluate
-    from models.compiler.cli import sample_words
     from models.compiler.compiling import compile_formula
 
     if threads:
         torch.set_num_threads(threads)
     language = Language.from_text(formula, alphabet)
     compiled = compile_formula(language.formula, language.alphabet, mode="soft-scaled", length=length)
-    ids = sample_words(language, length, words, seed=0)
+    ids = language.sample_both(length, words, seed=0)
     run = functools.partial(evaluate, compiled, ids, dtype, device, offtarget=True, block=block)
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     evaluate(compiled, ids[:, :8], dtype, device, offtarget=True)  # lazy start-up outside the measurements
