@@ -117,3 +117,26 @@ def test_language_with_no_balanced_length_fails_clearly(tmp_path):
 def test_bad_specs_name_the_field(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         DatasetSpec(**{field: value})
+
+
+def test_a_build_that_lost_the_race_keeps_the_published_dataset(tomita4, tmp_path):
+    """Two processes building one dataset: the later rename finds the first one's folder in place."""
+    language, cache, data = tomita4
+    path = dataset_path(language, SMALL, cache)
+    before = read_manifest(path)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "partial").write_text("the loser's copy")
+    dataset_module._publish(staging, path)
+    assert not staging.exists() and read_manifest(path) == before
+    assert build_dataset(language, SMALL, cache, progress=False)["train"]["input_ids"] == data["train"]["input_ids"]
+
+
+def test_a_failed_rename_without_a_published_dataset_is_an_error(tmp_path):
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    staging.mkdir()
+    target.mkdir()
+    (target / "stray").write_text("not a dataset")  # blocks the rename, and is not a finished build
+    with pytest.raises(OSError):
+        dataset_module._publish(staging, target)
+    assert staging.exists()
