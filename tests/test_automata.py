@@ -16,7 +16,7 @@ import pytest
 from greenery import parse as parse_regex
 
 from data.alphabet import Alphabet
-from data.automata import MAX_ATOMS, MAX_DFA_STATES, DFA, compile_dfa
+from data.automata import DFA, MAX_ATOMS, MAX_DFA_STATES, compile_dfa
 from data.errors import AutomatonTooLargeError, NotRegularError
 from data.ltl import parse
 from data.ltl.evaluate import label_positions
