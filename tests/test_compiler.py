@@ -72,7 +72,7 @@ def random_formulas(count: int, seed: int, ops=("Y", "X", "O", "H", "F", "G", "S
 RANDOM = random_formulas(30, seed=0)
 
 
-def check_agrees(compiled, phi, alphabet, lengths=range(1, 8), long_words=20, long_length=200, seed=0):
+def check_agrees(compiled, phi, alphabet, lengths=range(1, 9), long_words=20, long_length=200, seed=0):
     for n in lengths:
         ids = all_words(len(alphabet), n)
         np.testing.assert_array_equal(compiled.predict(ids), label_positions(phi, ids, alphabet), err_msg=f"{phi} n={n}")
@@ -80,6 +80,16 @@ def check_agrees(compiled, phi, alphabet, lengths=range(1, 8), long_words=20, lo
         rng = np.random.default_rng(seed)
         ids = rng.integers(0, len(alphabet), size=(long_words, long_length))
         np.testing.assert_array_equal(compiled.predict(ids), label_positions(phi, ids, alphabet), err_msg=f"{phi} long")
+
+
+LONG = 1000
+MODES = ("hard", "soft-scaled", "soft-unbounded")
+
+
+def compile_for(phi, alphabet, mode):
+    if mode == "soft-unbounded" and any(isinstance(n, Binary) and n.op == "U" for n in phi.walk()):
+        pytest.skip("U has no soft-unbounded construction")
+    return compile_formula(phi, alphabet, mode=mode, length=LONG if mode == "soft-scaled" else None)
 
 
 @pytest.mark.parametrize("spec", NON_COUNTING, ids=lambda s: s.name)
@@ -155,21 +165,20 @@ def test_hard_targets_examples():
     assert cols(sets["F"]) == [[4], [4], [4], [0]]
 
 
-@pytest.mark.parametrize("spec", [s for s in NON_COUNTING if s.name in ("tomita7", "dyck_depth2", "since_history_future",
-                                                                        "request_response", "first_a", "since_ab")],
-                         ids=lambda s: s.name)
-def test_soft_scaled_registry(spec):
+@pytest.mark.parametrize("mode", ["soft-scaled", "soft-unbounded"])
+@pytest.mark.parametrize("spec", NON_COUNTING, ids=lambda s: s.name)
+def test_soft_registry_languages(spec, mode):
     phi, alphabet = parse(spec.formula), Alphabet.from_text(spec.alphabet)
-    compiled = compile_formula(phi, alphabet, mode="soft-scaled", length=200)
+    compiled = compile_for(phi, alphabet, mode)
     assert all(info.kind == "softmax" for info in compiled.heads)
     assert all(block.attn.kinds == ["softmax"] * len(block.attn.kinds) for block in compiled.model.blocks)
-    check_agrees(compiled, phi, alphabet, lengths=range(1, 7))
+    check_agrees(compiled, phi, alphabet, long_words=5, long_length=500)
 
 
 @pytest.mark.parametrize("index", range(0, len(RANDOM), 3))
 def test_soft_scaled_random(index):
     phi, alphabet = RANDOM[index]
-    check_agrees(compile_formula(phi, alphabet, mode="soft-scaled", length=200), phi, alphabet, lengths=range(1, 7),
+    check_agrees(compile_formula(phi, alphabet, mode="soft-scaled", length=200), phi, alphabet, lengths=range(1, 9),
                  seed=index)
 
 
@@ -192,7 +201,7 @@ def test_soft_scaled_weights_switched_to_hard_are_exact():
                                        + ["rightmost"] * (compiled.model.config.n_heads
                                                           - sum(i.layer == layer for i in compiled.heads))
                                        for layer in range(compiled.model.config.n_layers)])
-    check_agrees(compiled, phi, alphabet, lengths=range(1, 6), long_length=100)
+    check_agrees(compiled, phi, alphabet, lengths=range(1, 9), long_length=100)
 
 
 NO_UNTIL = random_formulas(10, seed=5, ops=("Y", "X", "O", "H", "F", "G", "S"))
@@ -204,15 +213,7 @@ def test_soft_unbounded_without_until(index):
     compiled = compile_formula(phi, alphabet, mode="soft-unbounded")
     assert compiled.model.config.positional == ["i", "i^2"]
     assert all(info.kind == "softmax" for info in compiled.heads)
-    check_agrees(compiled, phi, alphabet, lengths=range(1, 7), seed=index)
-
-
-def test_soft_unbounded_registry_languages():
-    for name in ("tomita4", "tomita7", "since_nested", "since_left_nested", "dyck_depth2", "request_response"):
-        spec = REGISTRY[name]
-        phi, alphabet = parse(spec.formula), Alphabet.from_text(spec.alphabet)
-        check_agrees(compile_formula(phi, alphabet, mode="soft-unbounded"), phi, alphabet, lengths=range(1, 6),
-                     long_words=5, long_length=500)
+    check_agrees(compiled, phi, alphabet, lengths=range(1, 9), seed=index)
 
 
 def test_soft_unbounded_attention_close_to_targets():
@@ -307,7 +308,7 @@ def test_counting_random(index, mode):
         with pytest.raises(NotImplementedError, match="operator U"):  # no soft-unbounded until
             compile_formula(phi, alphabet, mode=mode)
         return
-    check_agrees(compile_formula(phi, alphabet, mode=mode, length=200), phi, alphabet, lengths=range(1, 7), seed=index)
+    check_agrees(compile_formula(phi, alphabet, mode=mode, length=200), phi, alphabet, lengths=range(1, 9), seed=index)
 
 
 @pytest.mark.parametrize("spec", MODULAR, ids=lambda s: s.name)
@@ -329,16 +330,6 @@ def test_counting_metadata_and_layout():
 
 
 # ---------------------------------------------------------------------------- words of length 1,000
-LONG = 1000
-MODES = ("hard", "soft-scaled", "soft-unbounded")
-
-
-def compile_for(phi, alphabet, mode):
-    if mode == "soft-unbounded" and any(isinstance(n, Binary) and n.op == "U" for n in phi.walk()):
-        pytest.skip("U has no soft-unbounded construction")
-    return compile_formula(phi, alphabet, mode=mode, length=LONG if mode == "soft-scaled" else None)
-
-
 @functools.lru_cache(maxsize=None)
 def long_words(name: str) -> tuple[Language, np.ndarray]:
     """Two members and two non-members of length 1,000 (exact samplers), drawn once per language."""
@@ -393,7 +384,7 @@ def test_boolean_nodes_over_many_leaves_get_a_layer_of_their_own(text, mode, mon
     assert compiled.model.config.n_layers == one_table + 1 or (mode == "soft-unbounded" and
                                                               compiled.model.config.n_layers == one_table)
     assert max(len(leaves(node, layout)) for block in layout.boolean for node in block) <= MAX_LEAVES
-    check_agrees(compiled, phi, Alphabet.from_text("a,b,c"), lengths=range(1, 6), long_words=4, long_length=60)
+    check_agrees(compiled, phi, Alphabet.from_text("a,b,c"), lengths=range(1, 9), long_words=4, long_length=60)
     words = np.random.default_rng(1).integers(0, 3, size=(2, LONG))
     predictions = evaluate(compiled, words).predictions
     np.testing.assert_array_equal(predictions, label_positions(phi, words, Alphabet.from_text("a,b,c")))
