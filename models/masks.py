@@ -10,10 +10,10 @@ Every mask is a band of the offset d = i - j, lo <= d <= hi:
     future         j >= i                      -inf   0
     strict_future  j >  i                      -inf   -1
 
-Padding keys (j >= n) are never visible to a word position (i < n). The sink (a learned key and value per head, not a
-word position) is visible to every query, so no row of attention is ever empty. In the
-(T, T+1) attention matrices the sink is column 0 and word position j is column j + 1, so
-column order is position order with the sink at position -1.
+Padding keys (j >= n) are never visible to a word position (i < n). The sink (a learned key
+and value per head, not a word position) is visible to every query, so no row of attention is
+ever empty. In the (T, T+1) attention matrices the sink is column 0 and word position j is
+column j + 1, so column order is position order with the sink at position -1.
 """
 
 from __future__ import annotations

@@ -58,16 +58,15 @@ def needs_position_times(node: Node, mode: str) -> bool:
     return mode == "soft-unbounded" and is_temporal(node) and node.op in ("F", "G")
 
 
-def layer_depth(node: Node, memo: dict, mode: str = "hard", known: set | None = None) -> int:
+def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
     """The block after which ``node`` is ready (0: the embedding); ``known``: the nodes with a
-    residual dimension (default: every node), which a Boolean node's leaves must have."""
+    residual dimension, which a Boolean node's leaves must have."""
     if node in memo:
         return memo[node]
     below = max((layer_depth(child, memo, mode, known) for child in node.children()), default=0)
     adds = is_temporal(node) or isinstance(node, (Count, Compare))
-    if is_boolean(node) and below > 0:
-        has_dimension = (lambda n: True) if known is None else known.__contains__
-        adds = len(boolean_leaves(node, has_dimension, memo, below)) > MAX_LEAVES
+    if is_boolean(node) and below > 0:  # too many leaves for one truth table: a layer of its own
+        adds = len(boolean_leaves(node, known.__contains__, memo, below)) > MAX_LEAVES
     memo[node] = below + int(adds) + int(needs_position_times(node, mode))
     return memo[node]
 
