@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-from torch.nn.attention.bias import CausalBias, causal_lower_right, causal_upper_left
 
 MASKS = ("none", "past", "strict_past", "future", "strict_future")
 
@@ -72,19 +71,22 @@ def visibility(
     return allowed
 
 
-def causal_bias(masks: Sequence[str], T: int) -> Optional[CausalBias]:
-    """The fused-kernel equivalent of ``visibility`` for SDPA when every head is past or every head
-    is strict past, else None.
+def causal_query_padding(masks: Sequence[str]) -> Optional[tuple[int, int]]:
+    """(before, after): the dummy query rows that turn the mask into SDPA's square causal one
+    (``is_causal=True``) when every head is past or every head is strict past, else None.
 
-    With the sink as column 0, past lets query i see columns 0..i+1 of the (T, T+1) matrix: the
-    causal mask aligned to the lower right; strict past columns 0..i: aligned to the upper left.
-    SDPA then runs a causal kernel (flash or memory-efficient) instead of reading a dense
-    (T, T+1) mask. Padding is not masked, and need not be: padding keys come after every key a
-    word position sees, so only padding queries, whose outputs are meaningless, can see them.
+    With the sink as key column 0, past lets query i see columns 0..i+1 of the (T, T+1) matrix
+    and strict past columns 0..i. One dummy query before the words (past) or after them (strict
+    past) makes the queries T + 1 rows too, and each query row r then sees exactly columns
+    0..r: the causal mask of a square matrix, which SDPA's fused kernels (flash included, the
+    kernel nn.TransformerEncoder gets) apply without reading a mask; torch sends no non-square
+    causal mask to flash. The dummy row's output is dropped. Padding is not masked, and need
+    not be: padding keys come after every key a word position sees, so only padding queries,
+    whose outputs are meaningless, can see them.
     """
     if len(set(masks)) != 1 or masks[0] not in ("past", "strict_past"):
         return None
-    return (causal_lower_right if masks[0] == "past" else causal_upper_left)(T, T + 1)
+    return (1, 0) if masks[0] == "past" else (0, 1)
 
 
 def visible_key_count(

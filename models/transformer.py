@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.masks import MASKS, causal_bias, mask_bounds, visibility, visible_key_count
+from models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
 from models.positional import (
     POSITIONAL,
     PositionalEncoding,
@@ -236,18 +236,21 @@ class SelfAttention(nn.Module):
 
             softmax_only = all(kind == "softmax" for kind in self.kinds)
             if (self.fast if fast is None else fast) and softmax_only and not need_weights:
-                # fast path: the per-query scale goes into q, so the SDPA logits are (q.k / sqrt(dh) + bias) * scale;
-                # when every head is (strict) past, a fused causal kernel instead of a (T, T+1) mask
-                mask = causal_bias(self.masks, T) if ctx.alibi is None else None
-                if mask is None:
+                # fast path: the per-query scale goes into q, so the SDPA logits are (q.k / sqrt(dh) + bias) * scale
+                sdpa = dict(dropout_p=dropout, scale=1.0 / math.sqrt(dh))
+                padding = causal_query_padding(self.masks) if ctx.alibi is None else None
+                if padding is not None:  # every head (strict) past: the fused square causal kernel, no mask
+                    before, after = padding
+                    q_square = F.pad(q * scale, (0, 0, before, after))  # (B, H, T+1, dh)
+                    y = F.scaled_dot_product_attention(q_square, k, v, is_causal=True, **sdpa)
+                    y = y[:, :, before : before + T]  # (B, H, T, dh) without the dummy query
+                else:
                     mask = allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # or None
                     if ctx.alibi is not None:
                         mask = ctx.alibi.to(q.dtype) * scale  # (B|1, H, T, T+1)
                         if allowed is not None:
                             mask = mask.masked_fill(~allowed, float("-inf"))
-                y = F.scaled_dot_product_attention(
-                    q * scale, k, v, attn_mask=mask, dropout_p=dropout, scale=1.0 / math.sqrt(dh)
-                )  # (B, H, T, dh)
+                    y = F.scaled_dot_product_attention(q * scale, k, v, attn_mask=mask, **sdpa)  # (B, H, T, dh)
                 att = logits = None
             else:
                 # explicit path: scores, temperature, mask, softmax or hard attention

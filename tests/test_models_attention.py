@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.masks import MASKS, causal_bias, mask_bounds, visibility, visible_key_count
+from models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
 from models.temperature import length_factor
 from models.transformer import Transformer, TransformerConfig, hard_attention
 
@@ -270,18 +270,20 @@ def test_fast_and_explicit_paths_agree(cfg):
 
 
 @pytest.mark.parametrize("mask", ["past", "strict_past"])
-def test_causal_bias_is_the_visibility_mask(mask):
+def test_causal_query_padding_gives_the_visibility_mask(mask):
     T, H = 7, 2
     q, k, v = torch.randn(2, H, T, 4), torch.randn(2, H, T + 1, 4), torch.randn(2, H, T + 1, 4)
     dense = visibility(*mask_bounds([mask] * H), T, key_valid=None)  # (1, H, T, T+1)
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
-    got = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_bias([mask] * H, T))
-    assert torch.allclose(got, want, atol=1e-6)
+    before, after = causal_query_padding([mask] * H)
+    square = F.scaled_dot_product_attention(F.pad(q, (0, 0, before, after)), k, v, is_causal=True)
+    assert square.shape == (2, H, T + 1, 4)
+    assert torch.allclose(square[:, :, before : before + T], want, atol=1e-6)
 
 
 @pytest.mark.parametrize("masks", [["none"], ["future"], ["strict_future"], ["past", "strict_past"], ["past", "none"]])
-def test_causal_bias_only_when_every_head_is_past_or_every_head_strict_past(masks):
-    assert causal_bias(masks, 5) is None
+def test_causal_query_padding_only_when_every_head_is_past_or_every_head_strict_past(masks):
+    assert causal_query_padding(masks) is None
 
 
 def test_attention_rows_sum_to_one_and_sink_column_first():
@@ -298,12 +300,15 @@ def test_attention_rows_sum_to_one_and_sink_column_first():
 # --- huge scales, bf16 -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mask", [["strict_past", "none"], "past", "strict_past"])  # the last two: causal kernel
 @pytest.mark.parametrize("temperature", ["fixed", "n_log_n"])
-def test_scale_1e8_fp32_is_finite_and_exactly_hard(temperature):
-    model = make(seed=7, n_layers=2, n_heads=2, tau=1e-8, temperature=temperature, mask=["strict_past", "none"])
+def test_scale_1e8_fp32_is_finite_and_exactly_hard(temperature, mask):
+    model = make(seed=7, n_layers=2, n_heads=2, tau=1e-8, temperature=temperature, mask=mask)
     x, lengths = torch.randint(0, 3, (3, 40)), torch.tensor([40, 17, 1])
     out = model(x, lengths, return_attention=True)
     fast = model(x, lengths)
+    real = torch.arange(40)[None] < lengths[:, None]
+    assert torch.allclose(fast.position_logits[real], out.position_logits[real], atol=1e-5, rtol=0)
     (fast.position_logits.sum() + fast.string_logits.sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(fast.position_logits).all() and torch.isfinite(out.position_logits).all()
