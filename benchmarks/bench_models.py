@@ -5,10 +5,12 @@ PyTorch's nn.TransformerEncoder at the same size, side by side in one run.
     python benchmarks/bench_models.py --device cpu --lengths 64,256 --d-model 64 --tokens 4096
 
 A step is forward + backward + AdamW update on random words with random per-position and
-per-word labels (BCE). Each configuration is timed over --steps steps after --warmup steps;
-the table gives median milliseconds per step, tokens per second of the fast path, and the
-ratios of the other two to the fast path (> 1: slower than the fast path). On CPU the script
-also times one forward + backward at batch 32, length 256, 4 layers, width 64.
+per-word labels (BCE). Each configuration is timed over --steps rounds after --warmup steps;
+the steps of the three models alternate (one step of each per round), and the table gives
+median milliseconds per step, tokens per second of the fast path, and the ratios of the other
+two to the fast path, each the median over rounds of the two step times of the same round
+(> 1: slower than the fast path). On CPU the script also times one forward + backward at
+batch 32, length 256, 4 layers, width 64.
 """
 
 from __future__ import annotations
@@ -57,18 +59,33 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(step, device, warmup: int, steps: int) -> float:
-    """Median seconds of `step()` over `steps` calls after `warmup` calls."""
-    for _ in range(warmup):
-        step()
+def time_rounds(steps: dict, device, warmup: int, rounds: int) -> dict:
+    """Seconds per call of each of `steps` (name -> callable), after `warmup` calls of each.
+
+    Timed in rounds: every round times one call of each in turn, starting one further along
+    each round, so that the machine's drift (other tenants, clocks) hits them all alike.
+    Returns name -> the list of per-round times.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
     sync(device)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    names = list(steps)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            steps[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def ratio(times: dict, name: str, base: str) -> float:
+    """Median over rounds of name's step time over base's in the same round (> 1: name is slower)."""
+    if name not in times or base not in times:
+        return math.nan
+    return statistics.median(a / b for a, b in zip(times[name], times[base]))
 
 
 def training_step(model, forward, x, y_pos, y_str, autocast):
@@ -108,6 +125,7 @@ def run_length(args, device, T: int) -> dict:
         "explicit": lambda: Transformer(TransformerConfig(fast=False, **cfg)),
         "torch": lambda: TorchEncoder(args.vocab, args.d_model, args.heads, args.layers, args.d_ff, args.norm_first),
     }
+    steps = {}
     for name, build in candidates.items():
         torch.manual_seed(0)
         model = build().to(device).train()
@@ -115,30 +133,36 @@ def run_length(args, device, T: int) -> dict:
             forward = lambda inp, m=model: m(inp, causal=args.mask == "past")  # noqa: E731
         else:
             forward = lambda inp, m=model: (lambda o: (o.position_logits, o.string_logits))(m(inp))  # noqa: E731
+        step = training_step(model, forward, x, y_pos, y_str, autocast)
         try:
-            row[name] = time_steps(training_step(model, forward, x, y_pos, y_str, autocast), device, args.warmup, args.steps)
+            step()  # a model that does not fit is left out of the rounds
+            steps[name] = step
         except torch.OutOfMemoryError:
-            row[name] = math.nan
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+            del model, forward, step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    times = time_rounds(steps, device, args.warmup, args.steps)
+    for name in candidates:
+        row[name] = statistics.median(times[name]) if name in times else math.nan
+    row["explicit/fast"], row["torch/fast"] = ratio(times, "explicit", "fast"), ratio(times, "torch", "fast")
     return row
 
 
-def cpu_check(steps: int) -> dict:
+def cpu_check(rounds: int) -> dict:
     """Forward + backward at batch 32, length 256, 4 layers, width 64 (4 heads, d_ff 256) on CPU."""
-    out = {}
     x = torch.randint(0, 2, (32, 256))
+    steps = {}
     for fast in (True, False):
         torch.manual_seed(0)
         model = Transformer(TransformerConfig(vocab_size=2, n_layers=4, n_heads=4, d_model=64, d_ff=256, fast=fast))
 
-        def step():
+        def step(model=model):
             o = model(x)
             (o.position_logits.sum() + o.string_logits.sum()).backward()
 
-        out["fast" if fast else "explicit"] = time_steps(step, torch.device("cpu"), 2, steps)
-    return out
+        steps["fast" if fast else "explicit"] = step
+    times = time_rounds(steps, torch.device("cpu"), 2, rounds)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -155,7 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--norm-first", action=argparse.BooleanOptionalAction, default=True, help="pre-norm (default) or post-norm")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="bf16 autocast; default bf16 on cuda, fp32 on cpu")
     p.add_argument("--no-attn-fp32", action="store_true", help="let the attention run in the autocast dtype")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10, help="timed rounds, one training step of each model per round")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-cpu-check", action="store_true", help="skip the batch-32/length-256 CPU timing")
     args = p.parse_args(argv)
@@ -167,13 +191,14 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# torch {torch.__version__} on {name}; {args.dtype}; layers {args.layers}, heads {args.heads}, "
           f"d_model {args.d_model}, d_ff {args.d_ff}, mask {args.mask}, {'pre' if args.norm_first else 'post'}-norm, "
-          f"attn_fp32 {not args.no_attn_fp32}; median of {args.steps} training steps (fwd+bwd+AdamW)")
+          f"attn_fp32 {not args.no_attn_fp32}; median of {args.steps} rounds of one training step "
+          "(fwd+bwd+AdamW) of each model")
     print(f"{'T':>6} {'B':>5} {'fast ms':>9} {'explicit ms':>12} {'torch ms':>9} {'fast tok/s':>11} "
           f"{'explicit/fast':>14} {'torch/fast':>11}")
     for T in lengths:
         r = run_length(args, device, T)
         print(f"{r['T']:>6} {r['B']:>5} {1e3 * r['fast']:>9.2f} {1e3 * r['explicit']:>12.2f} {1e3 * r['torch']:>9.2f} "
-              f"{r['B'] * r['T'] / r['fast']:>11.0f} {r['explicit'] / r['fast']:>14.2f} {r['torch'] / r['fast']:>11.2f}",
+              f"{r['B'] * r['T'] / r['fast']:>11.0f} {r['explicit/fast']:>14.2f} {r['torch/fast']:>11.2f}",
               flush=True)
     if device.type == "cpu" and not args.no_cpu_check:
         c = cpu_check(args.steps)

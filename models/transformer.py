@@ -167,7 +167,7 @@ class _Context:
 
     lengths: Optional[torch.Tensor]  # (B,) word lengths, or None: every word fills T
     key_valid: Optional[torch.Tensor]  # (B, T) False at padding, or None
-    rope: Optional[tuple]  # (cos, sin), each (T, d_head/2), or None
+    rope: Optional[tuple]  # (cos, sin), each (T+1, d_head/2): row 0 the sink's (angle 0), then 0..T-1; or None
     alibi: Optional[torch.Tensor]  # (1, H, T, T+1) ALiBi bias (sink column 0), or None
     tau_schedule: torch.Tensor  # () global temperature multiplier
 
@@ -208,28 +208,29 @@ class SelfAttention(nn.Module):
         """factor(n) / (tau * tau_schedule) per head and query: (B|1, H, T|1, 1)."""
         tau = (self.temperatures() * ctx.tau_schedule).view(1, -1, 1, 1)  # (1, H, 1, 1)
         if not any(m in LENGTH_FACTORS for m in self.temperature):
-            return 1.0 / tau
+            return tau.reciprocal()
         n = visible_key_count(self.mask_lo, self.mask_hi, T, ctx.lengths)  # (B|1, H, T) incl. the sink
         return length_factor(n, self.temperature)[..., None] / tau  # (B|1, H, T, 1)
 
     def forward(self, x: torch.Tensor, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
         B, T, _ = x.shape
         H, dh = self.n_heads, self.d_head
-        q, k, v = self.c_attn(x).split(H * dh, dim=2)
-        q = q.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
-        k = k.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
-        v = v.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
+        q, kv = self.c_attn(x).split([H * dh, 2 * H * dh], dim=2)  # (B, T, H*dh), (B, T, 2*H*dh)
+        out_dtype = q.dtype  # what c_proj takes: the autocast dtype under autocast
 
         # fp32 from here to the weighted values (unless attn_fp32 is off), even under autocast
-        no_autocast = torch.autocast(device_type=x.device.type, enabled=False)
-        with no_autocast if self.attn_fp32 else contextlib.nullcontext():
+        with torch.autocast(device_type=x.device.type, enabled=False) if self.attn_fp32 else contextlib.nullcontext():
             if self.attn_fp32:  # at least fp32: a float64 model keeps float64
                 wide = torch.promote_types(q.dtype, torch.float32)
-                q, k, v = q.to(wide), k.to(wide), v.to(wide)
-            if ctx.rope is not None:
-                q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
-            k = torch.cat([self.sink_k.to(k.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), k], dim=2)  # (B, H, T+1, dh)
-            v = torch.cat([self.sink_v.to(v.dtype).view(1, H, 1, dh).expand(B, H, 1, dh), v], dim=2)  # (B, H, T+1, dh)
+                q, kv = q.to(wide), kv.to(wide)
+            # the sink's key and value as row 0 of the keys and values: one copy for both
+            sink = torch.cat([self.sink_k.flatten(), self.sink_v.flatten()]).to(kv.dtype)  # (2*H*dh,)
+            kv = torch.cat([sink.expand(B, 1, 2 * H * dh), kv], dim=1)  # (B, T+1, 2*H*dh)
+            q = q.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
+            k, v = kv.view(B, T + 1, 2, H, dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T+1, dh) each
+            if ctx.rope is not None:  # row 0, the sink's, has angle 0: the sink key is not rotated
+                cos, sin = ctx.rope
+                q, k = apply_rope(q, cos[1:], sin[1:]), apply_rope(k, cos, sin)
             banded = any(m != "none" for m in self.masks)
             scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1) factor(n) / tau
             dropout = self.attn_dropout if self.training else 0.0
@@ -276,7 +277,7 @@ class SelfAttention(nn.Module):
                 if dropout > 0:
                     att = F.dropout(att, dropout)
                 y = att @ v  # (B, H, T, dh)
-        y = y.to(x.dtype).transpose(1, 2).reshape(B, T, H * dh)  # (B, T, H*dh)
+        y = y.to(out_dtype).transpose(1, 2).reshape(B, T, H * dh)  # (B, T, H*dh)
         return self.resid_dropout(self.c_proj(y)), att, logits
 
 
@@ -389,10 +390,14 @@ class Transformer(nn.Module):
         if lengths is not None:
             lengths = lengths.to(device=device, dtype=torch.long)
             key_valid = torch.arange(T, device=device)[None, :] < lengths[:, None]  # (B, T)
+        rope = None
+        if self.rope:  # a row for the sink first: cos 1, sin 0 leave its key unrotated
+            cos, sin = rope_angles(T, self.config.head_dim, self.config.rope_base, device)  # (T, d_head/2) each
+            rope = (F.pad(cos, (0, 0, 1, 0), value=1.0), F.pad(sin, (0, 0, 1, 0)))  # (T+1, d_head/2) each
         ctx = _Context(
             lengths=lengths,
             key_valid=key_valid,
-            rope=rope_angles(T, self.config.head_dim, self.config.rope_base, device) if self.rope else None,
+            rope=rope,
             alibi=alibi_bias(T, self.alibi_slopes)[None] if self.alibi else None,  # (1, H, T, T+1)
             tau_schedule=self.tau_schedule,
         )
@@ -407,8 +412,12 @@ class Transformer(nn.Module):
 
         x = self.ln_f(x)  # (B, T, d_model)
         position_logits = self.position_head(x).squeeze(-1)  # (B, T)
-        last = torch.full((B,), T - 1, device=device) if lengths is None else (lengths - 1).clamp(min=0)
-        string_logits = self.string_head(x[torch.arange(B, device=device), last]).squeeze(-1)  # (B,)
+        if lengths is None:
+            x_last = x[:, -1]  # (B, d_model)
+        else:  # gather, not advanced indexing: its backward is one scatter, not a sort on CUDA
+            last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, x.shape[-1])
+            x_last = x.gather(1, last).squeeze(1)  # (B, d_model)
+        string_logits = self.string_head(x_last).squeeze(-1)  # (B,)
         return TransformerOutput(
             position_logits=position_logits,
             string_logits=string_logits,

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
+from models.positional import apply_rope, rope_angles
 from models.temperature import length_factor
 from models.transformer import Transformer, TransformerConfig, hard_attention
 
@@ -295,6 +296,26 @@ def test_attention_rows_sum_to_one_and_sink_column_first():
     assert torch.isfinite(scores[..., 0]).all()  # the sink is never masked
     assert torch.isinf(scores[0, 0, 0, 2:]).all()  # past at i = 0 sees the sink and position 0 only
     assert (att[1, :, :, 4:] == 0).all()  # padding keys (positions 3, 4) get nothing
+
+@pytest.mark.parametrize("positional", [["none"], ["rope"]])
+def test_scores_are_query_key_products_with_the_unrotated_sink_first(positional):
+    """The explicit scores by hand from the weights: RoPE turns word queries and keys by their
+    position and leaves the sink key as it is; the sink is column 0."""
+    model = make(seed=5, n_heads=2, norm="none", positional=positional, tau=0.5)
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        attn.sink_k.normal_()
+    x = torch.randint(0, 3, (2, 6))
+    scores = model(x, return_attention=True).scores[0]  # (B, H, T, T+1)
+
+    q, k, _ = attn.c_attn(model.tok_emb(x)).split(16, dim=-1)  # (B, T, 16) each
+    q, k = q.view(2, 6, 2, 8).transpose(1, 2), k.view(2, 6, 2, 8).transpose(1, 2)  # (B, H, T, d_head)
+    if positional == ["rope"]:
+        q, k = apply_rope(q, *rope_angles(6, 8)), apply_rope(k, *rope_angles(6, 8))
+    keys = torch.cat([attn.sink_k[None, :, None, :].expand(2, 2, 1, 8), k], dim=2)  # (B, H, T+1, d_head)
+    expected = q @ keys.transpose(-2, -1) / math.sqrt(8) / 0.5
+    assert torch.allclose(scores, expected, atol=1e-5)
+
 
 
 # --- huge scales, bf16 -----------------------------------------------------------------------
