@@ -297,6 +297,7 @@ def test_attention_rows_sum_to_one_and_sink_column_first():
     assert torch.isinf(scores[0, 0, 0, 2:]).all()  # past at i = 0 sees the sink and position 0 only
     assert (att[1, :, :, 4:] == 0).all()  # padding keys (positions 3, 4) get nothing
 
+
 @pytest.mark.parametrize("positional", [["none"], ["rope"]])
 def test_scores_are_query_key_products_with_the_unrotated_sink_first(positional):
     """The explicit scores by hand from the weights: RoPE turns word queries and keys by their
@@ -315,7 +316,6 @@ def test_scores_are_query_key_products_with_the_unrotated_sink_first(positional)
     keys = torch.cat([attn.sink_k[None, :, None, :].expand(2, 2, 1, 8), k], dim=2)  # (B, H, T+1, d_head)
     expected = q @ keys.transpose(-2, -1) / math.sqrt(8) / 0.5
     assert torch.allclose(scores, expected, atol=1e-5)
-
 
 
 # --- huge scales, bf16 -----------------------------------------------------------------------
