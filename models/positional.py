@@ -23,6 +23,7 @@ Attention side (inside every layer, see models/transformer.py):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -116,17 +117,19 @@ class PositionalEncoding(nn.Module):
         return i
 
     def forward(self, B: int, T: int, lengths: Optional[torch.Tensor], device) -> torch.Tensor:
-        pe = torch.zeros(1, T, self.d_model, device=device)
+        parts = []
         if self.sinusoidal:
-            pe = pe + sinusoidal(T, self.d_model, device)[None]  # (1, T, d)
+            parts.append(sinusoidal(T, self.d_model, device)[None])  # (1, T, d)
         if self.learned is not None:
             if T > self.max_len:
                 raise ValueError(f"length {T} exceeds max_len={self.max_len} of the learned position table")
-            pe = pe + self.learned(self.positions(B, T, device))  # (B|1, T, d)
+            parts.append(self.learned(self.positions(B, T, device)))  # (B|1, T, d)
         if self.feature_proj is not None:
             weight = self.feature_proj.weight
             precise = torch.float64 if weight.dtype == torch.float64 else torch.float32  # never below fp32
             feats = theory_features(self.features, T, lengths, device, precise).to(weight.dtype)  # (B|1, T, F)
             with torch.autocast(device_type=torch.device(device).type, enabled=False):
-                pe = pe + self.feature_proj(feats)  # at least fp32 even under autocast: i^2 exact up to 2^24
-        return pe
+                parts.append(self.feature_proj(feats))  # at least fp32 even under autocast: i^2 exact up to 2^24
+        if not parts:
+            return torch.zeros(1, T, self.d_model, device=device)
+        return functools.reduce(torch.add, parts)  # (B|1, T, d), summed in the order listed above

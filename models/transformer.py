@@ -37,7 +37,14 @@ from models.positional import (
     apply_rope,
     rope_angles,
 )
-from models.temperature import LENGTH_FACTORS, TAU_MIN, TEMPERATURES, TemperatureSchedule, length_factor
+from models.temperature import (
+    LENGTH_FACTORS,
+    TAU_MIN,
+    TEMPERATURES,
+    HostCopy,
+    TemperatureSchedule,
+    length_factor,
+)
 
 KINDS = ("softmax", "leftmost", "rightmost", "average")
 NORMS = ("pre", "post", "none")
@@ -170,6 +177,7 @@ class _Context:
     rope: Optional[tuple]  # (cos, sin), each (T+1, d_head/2): row 0 the sink's (angle 0), then 0..T-1; or None
     alibi: Optional[torch.Tensor]  # (1, H, T, T+1) ALiBi bias (sink column 0), or None
     tau_schedule: torch.Tensor  # () global temperature multiplier
+    host_schedule: Optional[float]  # the same on the host, or None (an inference tensor)
 
 
 class SelfAttention(nn.Module):
@@ -179,8 +187,7 @@ class SelfAttention(nn.Module):
         self.n_heads, self.d_head = H, dh
         self.c_attn = nn.Linear(config.d_model, 3 * H * dh, bias=config.bias)  # queries, keys, values
         self.c_proj = nn.Linear(H * dh, config.d_model, bias=config.bias)
-        self.sink_k = nn.Parameter(torch.zeros(H, dh))  # the sink's key, per head
-        self.sink_v = nn.Parameter(torch.zeros(H, dh))  # the sink's value, per head
+        self.sink = nn.Parameter(torch.zeros(2, H, dh))  # the sink's key (sink_k) and value (sink_v), per head
         self.attn_dropout, self.resid_dropout = config.dropout, nn.Dropout(config.dropout)
         self.fast, self.attn_fp32 = config.fast, config.attn_fp32
 
@@ -192,11 +199,29 @@ class SelfAttention(nn.Module):
         self.temperature = config.per_head("temperature")[layer]
         taus = torch.tensor([float(t) for t in config.per_head("tau")[layer]])
         self.register_buffer("tau", taus)  # (H,) fixed temperatures
+        self.host_tau = HostCopy()  # tau on the host, for the fast path's float scale
+        self.fixed_only = all(m == "fixed" for m in self.temperature)
         learned = torch.tensor([m == "learned" for m in self.temperature])
         self.register_buffer("learned", learned, persistent=False)  # (H,)
         # learned tau = TAU_MIN + exp(log_tau): positive for every parameter value, logit scale <= 1 / TAU_MIN
         self.log_tau = nn.Parameter((taus - TAU_MIN).clamp(min=TAU_MIN).log()) if bool(learned.any()) else None
         self.kinds = config.per_head("attention_kind")[layer]
+
+    @property
+    def sink_k(self) -> torch.Tensor:
+        """The sink's key per head, (H, dh): a view of `sink`, writable in place."""
+        return self.sink[0]
+
+    @property
+    def sink_v(self) -> torch.Tensor:
+        """The sink's value per head, (H, dh): a view of `sink`, writable in place."""
+        return self.sink[1]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        keys = prefix + "sink_k", prefix + "sink_v"
+        if all(key in state_dict for key in keys):  # a checkpoint from before the sink was one parameter
+            state_dict[prefix + "sink"] = torch.stack([state_dict.pop(key) for key in keys])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def temperatures(self) -> torch.Tensor:
         """Each head's tau before the schedule, (H,); TAU_MIN + exp(log_tau) for learned heads."""
@@ -212,72 +237,119 @@ class SelfAttention(nn.Module):
         n = visible_key_count(self.mask_lo, self.mask_hi, T, ctx.lengths)  # (B|1, H, T) incl. the sink
         return length_factor(n, self.temperature)[..., None] / tau  # (B|1, H, T, 1)
 
-    def forward(self, x: torch.Tensor, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
-        B, T, _ = x.shape
-        H, dh = self.n_heads, self.d_head
-        q, kv = self.c_attn(x).split([H * dh, 2 * H * dh], dim=2)  # (B, T, H*dh), (B, T, 2*H*dh)
-        out_dtype = q.dtype  # what c_proj takes: the autocast dtype under autocast
+    def host_logit_scale(self, ctx: _Context) -> Optional[float]:
+        """1 / (tau * tau_schedule) as a Python float when every head is fixed at the same tau
+        and the host knows both without waiting for the device (models.temperature.HostCopy);
+        else None, and the scale is a tensor."""
+        if not self.fixed_only or ctx.host_schedule is None:
+            return None
+        taus = self.host_tau.read(self.tau)
+        if taus is None or min(taus) != max(taus):
+            return None
+        return 1.0 / (taus[0] * ctx.host_schedule)
 
-        # fp32 from here to the weighted values (unless attn_fp32 is off), even under autocast
-        with torch.autocast(device_type=x.device.type, enabled=False) if self.attn_fp32 else contextlib.nullcontext():
-            if self.attn_fp32:  # at least fp32: a float64 model keeps float64
-                wide = torch.promote_types(q.dtype, torch.float32)
-                q, kv = q.to(wide), kv.to(wide)
-            # the sink's key and value as row 0 of the keys and values: one copy for both
-            sink = torch.cat([self.sink_k.flatten(), self.sink_v.flatten()]).to(kv.dtype)  # (2*H*dh,)
+    def split_heads(self, qkv: torch.Tensor, ctx: _Context, dummy_query: bool = False):
+        """Queries (B, H, T, dh) and keys and values (B, H, T+1, dh), the sink's key and value in row 0.
+
+        dummy_query: the queries get T+1 rows too, a zero dummy query in row 0, built in the same
+        single copy that puts the sink on top of the keys and values (see fast_attention).
+        """
+        B, T, _ = qkv.shape
+        H, dh = self.n_heads, self.d_head
+        if dummy_query:
+            row = F.pad(self.sink.view(2 * H * dh), (H * dh, 0)).to(qkv.dtype)  # (3*H*dh,): 0, sink key, value
+            qkv = torch.cat([row.expand(B, 1, 3 * H * dh), qkv], dim=1)  # (B, T+1, 3*H*dh)
+            q, k, v = qkv.view(B, T + 1, 3, H, dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T+1, dh) each
+        else:
+            q, kv = qkv.split([H * dh, 2 * H * dh], dim=2)  # (B, T, H*dh), (B, T, 2*H*dh)
+            sink = self.sink.view(1, 1, 2 * H * dh).to(kv.dtype)  # the sink's key and value
             kv = torch.cat([sink.expand(B, 1, 2 * H * dh), kv], dim=1)  # (B, T+1, 2*H*dh)
             q = q.view(B, T, H, dh).transpose(1, 2)  # (B, H, T, dh)
             k, v = kv.view(B, T + 1, 2, H, dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T+1, dh) each
-            if ctx.rope is not None:  # row 0, the sink's, has angle 0: the sink key is not rotated
-                cos, sin = ctx.rope
-                q, k = apply_rope(q, cos[1:], sin[1:]), apply_rope(k, cos, sin)
-            banded = any(m != "none" for m in self.masks)
-            scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1) factor(n) / tau
-            dropout = self.attn_dropout if self.training else 0.0
+        if ctx.rope is not None:  # row 0 (the sink, the dummy query) has angle 0: the sink key is not rotated
+            cos, sin = ctx.rope
+            q = apply_rope(q, cos, sin) if dummy_query else apply_rope(q, cos[1:], sin[1:])
+            k = apply_rope(k, cos, sin)
+        return q, k, v
 
-            softmax_only = all(kind == "softmax" for kind in self.kinds)
+    def fast_attention(self, qkv: torch.Tensor, ctx: _Context) -> torch.Tensor:
+        """Softmax attention on F.scaled_dot_product_attention: the weighted values, (B, H, T, dh).
+
+        The logits are (q.k / sqrt(dh) + bias) * scale: a scale the host knows goes into SDPA's
+        float scale, any other is multiplied into q. A layer whose heads are all (strict) past
+        runs SDPA's square causal kernel with a dummy query (models.masks.causal_query_padding).
+        """
+        T = qkv.shape[1]
+        padding = causal_query_padding(self.masks) if ctx.alibi is None else None
+        before, after = padding if padding is not None else (0, 0)
+        q, k, v = self.split_heads(qkv, ctx, dummy_query=before == 1)  # q has T + before rows
+        scale = self.host_logit_scale(ctx)
+        sdpa = dict(dropout_p=self.attn_dropout if self.training else 0.0, scale=1.0 / math.sqrt(self.d_head))
+        if scale is None:
+            scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1)
+            if before and scale.shape[-2] > 1:
+                scale = F.pad(scale, (0, 0, before, 0))  # the dummy query is 0 at any scale
+            q = q * scale
+        else:
+            sdpa["scale"] *= scale
+        if padding is not None:
+            if after:
+                q = F.pad(q, (0, 0, 0, after))  # (B, H, T+1, dh)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **sdpa)
+            return y[:, :, before : before + T]  # (B, H, T, dh) without the dummy query
+        banded = any(m != "none" for m in self.masks)
+        mask = allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # or None
+        if ctx.alibi is not None:
+            mask = ctx.alibi.to(q.dtype) * scale  # (B|1, H, T, T+1)
+            if allowed is not None:
+                mask = mask.masked_fill(~allowed, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **sdpa)  # (B, H, T, dh)
+
+    def explicit_attention(self, qkv: torch.Tensor, ctx: _Context):
+        """Scores, temperature, mask, then softmax or hard attention per head: the weighted
+        values (B, H, T, dh), the weights and the logits (B, H, T, T+1)."""
+        T = qkv.shape[1]
+        H, dh = self.n_heads, self.d_head
+        q, k, v = self.split_heads(qkv, ctx)
+        scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1) factor(n) / tau
+        banded = any(m != "none" for m in self.masks)
+        allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # bool, (B|1, H|1, T|1, T+1)
+
+        def raw_scores():  # q.k / sqrt(dh) + bias, (B, H, T, T+1)
+            s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
+            return s if ctx.alibi is None else s + ctx.alibi.to(s.dtype)
+
+        if ctx.alibi is None:  # the same logits with the scale applied to the smaller q
+            logits = (q * (scale / math.sqrt(dh))) @ k.transpose(-2, -1)  # (B, H, T, T+1)
+        else:
+            logits = raw_scores() * scale  # (B, H, T, T+1)
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        att = F.softmax(logits, dim=-1)  # (B, H, T, T+1); the sink keeps every row finite
+        hard_kinds = sorted(set(self.kinds) - {"softmax"})
+        scores = raw_scores() if hard_kinds else None
+        for kind in hard_kinds:
+            # hard heads compare the unscaled scores: a positive factor moves no maximum
+            heads = torch.tensor([kh == kind for kh in self.kinds], device=q.device).view(1, H, 1, 1)
+            att = torch.where(heads, hard_attention(scores, allowed, kind), att)
+        if self.training and self.attn_dropout > 0:
+            att = F.dropout(att, self.attn_dropout)
+        return att @ v, att, logits  # (B, H, T, dh)
+
+    def forward(self, x: torch.Tensor, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
+        B, T, _ = x.shape
+        qkv = self.c_attn(x)  # (B, T, 3*H*dh): queries, keys, values
+        out_dtype = qkv.dtype  # what c_proj takes: the autocast dtype under autocast
+        softmax_only = all(kind == "softmax" for kind in self.kinds)
+        # fp32 from here to the weighted values (unless attn_fp32 is off), even under autocast
+        with torch.autocast(device_type=x.device.type, enabled=False) if self.attn_fp32 else contextlib.nullcontext():
+            if self.attn_fp32:  # at least fp32: a float64 model keeps float64
+                qkv = qkv.to(torch.promote_types(qkv.dtype, torch.float32))
             if (self.fast if fast is None else fast) and softmax_only and not need_weights:
-                # fast path: the per-query scale goes into q, so the SDPA logits are (q.k / sqrt(dh) + bias) * scale
-                sdpa = dict(dropout_p=dropout, scale=1.0 / math.sqrt(dh))
-                padding = causal_query_padding(self.masks) if ctx.alibi is None else None
-                if padding is not None:  # every head (strict) past: the fused square causal kernel, no mask
-                    before, after = padding
-                    q_square = F.pad(q * scale, (0, 0, before, after))  # (B, H, T+1, dh)
-                    y = F.scaled_dot_product_attention(q_square, k, v, is_causal=True, **sdpa)
-                    y = y[:, :, before : before + T]  # (B, H, T, dh) without the dummy query
-                else:
-                    mask = allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # or None
-                    if ctx.alibi is not None:
-                        mask = ctx.alibi.to(q.dtype) * scale  # (B|1, H, T, T+1)
-                        if allowed is not None:
-                            mask = mask.masked_fill(~allowed, float("-inf"))
-                    y = F.scaled_dot_product_attention(q * scale, k, v, attn_mask=mask, **sdpa)  # (B, H, T, dh)
-                att = logits = None
+                y, att, logits = self.fast_attention(qkv, ctx), None, None
             else:
-                # explicit path: scores, temperature, mask, softmax or hard attention
-                allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # bool, (B|1, H|1, T|1, T+1)
-
-                def raw_scores():  # q.k / sqrt(dh) + bias, (B, H, T, T+1)
-                    s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
-                    return s if ctx.alibi is None else s + ctx.alibi.to(s.dtype)
-
-                if ctx.alibi is None:  # the same logits with the scale applied to the smaller q
-                    logits = (q * (scale / math.sqrt(dh))) @ k.transpose(-2, -1)  # (B, H, T, T+1)
-                else:
-                    logits = raw_scores() * scale  # (B, H, T, T+1)
-                if allowed is not None:
-                    logits = logits.masked_fill(~allowed, float("-inf"))
-                att = F.softmax(logits, dim=-1)  # (B, H, T, T+1); the sink keeps every row finite
-                hard_kinds = sorted(set(self.kinds) - {"softmax"})
-                scores = raw_scores() if hard_kinds else None
-                for kind in hard_kinds:
-                    # hard heads compare the unscaled scores: a positive factor moves no maximum
-                    heads = torch.tensor([kh == kind for kh in self.kinds], device=x.device).view(1, H, 1, 1)
-                    att = torch.where(heads, hard_attention(scores, allowed, kind), att)
-                if dropout > 0:
-                    att = F.dropout(att, dropout)
-                y = att @ v  # (B, H, T, dh)
-        y = y.to(out_dtype).transpose(1, 2).reshape(B, T, H * dh)  # (B, T, H*dh)
+                y, att, logits = self.explicit_attention(qkv, ctx)
+        y = y.to(out_dtype).transpose(1, 2).reshape(B, T, self.n_heads * self.d_head)  # (B, T, H*dh)
         return self.resid_dropout(self.c_proj(y)), att, logits
 
 
@@ -341,6 +413,7 @@ class Transformer(nn.Module):
         self.rope, self.alibi = "rope" in names, "alibi" in names
         self.register_buffer("alibi_slopes", alibi_slopes(config.n_heads), persistent=False)  # (H,)
         self.register_buffer("tau_schedule", torch.tensor(1.0 if config.schedule is None else config.schedule(0)))
+        self.host_schedule = HostCopy()  # tau_schedule on the host, for the fast path's float scale
         self.apply(self._init_weights)
         for block in self.blocks:  # GPT-2: scale the residual projections by 1/sqrt(2 n_layers)
             for proj in (block.attn.c_proj, block.mlp.c_proj):
@@ -367,6 +440,8 @@ class Transformer(nn.Module):
         """Set the schedule's temperature multiplier for training step `step`; returns it (1 without schedule)."""
         value = 1.0 if self.config.schedule is None else self.config.schedule(step)
         self.tau_schedule.fill_(value)
+        # as stored (fp32), so that the fast path needs no device read to know it
+        self.host_schedule.record(self.tau_schedule, torch.tensor(value, dtype=self.tau_schedule.dtype).item())
         return value
 
     def num_parameters(self) -> int:
@@ -400,6 +475,7 @@ class Transformer(nn.Module):
             rope=rope,
             alibi=alibi_bias(T, self.alibi_slopes)[None] if self.alibi else None,  # (1, H, T, T+1)
             tau_schedule=self.tau_schedule,
+            host_schedule=self.host_schedule.read(self.tau_schedule),
         )
 
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb(B, T, lengths, device))  # (B, T, d_model)

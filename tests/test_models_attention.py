@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
 from models.positional import apply_rope, rope_angles
-from models.temperature import length_factor
-from models.transformer import Transformer, TransformerConfig, hard_attention
+from models.temperature import HostCopy, TemperatureSchedule, length_factor
+from models.transformer import SelfAttention, Transformer, TransformerConfig, hard_attention
 
 NEG = float("-inf")
 
@@ -242,6 +242,9 @@ CONFIGS = [
     dict(positional=["sinusoidal", "1/i"], temperature="n_log_n", norm="none", mask="strict_past", tau=[0.5, 2.0]),
     dict(positional=["alibi", "rope"], temperature=[["learned", "log_n"], ["fixed", "n"]], mask=[["past", "none"], ["future", "strict_past"]]),
     dict(positional=["i/n"], temperature="log_n", mask="past"),  # the fused causal kernel in both layers
+    dict(positional=["rope"], mask="past", tau=0.5),  # the causal kernel, RoPE and the dummy query, a float scale
+    dict(mask="past", tau=[0.5, 2.0]),  # the causal kernel with a scale tensor per head
+    dict(positional=["alibi"], mask=["past", "none"], tau=0.7),  # ALiBi's bias times the float scale
 ]
 
 
@@ -268,6 +271,65 @@ def test_fast_and_explicit_paths_agree(cfg):
         (out.position_logits[real].sum() + out.string_logits.sum()).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_one_fixed_temperature_goes_into_sdpa_as_a_float(monkeypatch):
+    """Every head fixed at one tau: the fast path builds no scale tensor (logit_scale) at all."""
+    model = make(seed=6, n_layers=2, n_heads=2, mask="past", tau=0.5)
+    x = torch.randint(0, 3, (2, 7))
+    explicit = model(x, return_attention=True).position_logits
+
+    def no_scale_tensor(*args):
+        raise AssertionError("the fast path built a scale tensor")
+
+    monkeypatch.setattr(SelfAttention, "logit_scale", no_scale_tensor)
+    assert torch.allclose(model(x).position_logits, explicit, atol=1e-5)
+    model.blocks[0].attn.tau[1] = 2.0  # two temperatures in a layer: a tensor again
+    with pytest.raises(AssertionError, match="scale tensor"):
+        model(x)
+
+
+def test_fast_path_follows_every_change_of_the_temperatures():
+    """The float scale is read on the host only after a change, and every change is seen."""
+    model = make(seed=6, n_layers=2, n_heads=2, mask="past", tau=1.0,
+                 schedule=TemperatureSchedule(tau_start=1.0, tau_end=0.1, steps=10))
+    x = torch.randint(0, 3, (2, 7))
+    with torch.no_grad():  # queries and keys large enough for the temperature to matter
+        for block in model.blocks:
+            block.attn.c_attn.weight.normal_()
+
+    def agree():
+        fast, explicit = (model(x, return_attention=attention).hidden_states[-1] for attention in (False, True))
+        assert torch.allclose(fast, explicit, atol=1e-5)
+        return fast
+
+    before = agree()
+    with torch.no_grad():
+        model.blocks[1].attn.tau.fill_(0.3)  # in place
+    changed = agree()
+    assert not torch.allclose(changed, before, atol=1e-3)
+    model.set_training_step(5)  # the schedule multiplier
+    assert not torch.allclose(agree(), changed, atol=1e-3)
+    model.load_state_dict(make(seed=7, n_layers=2, n_heads=2, mask="past", tau=2.0).state_dict())
+    loaded = agree()
+    model.double()  # new tensors
+    assert torch.allclose(agree().float(), loaded, atol=1e-5)
+    with torch.inference_mode():  # inference tensors carry no version: the scale stays a tensor
+        model = make(seed=6, n_layers=2, n_heads=2, mask="past", tau=0.5)
+        agree()
+
+
+def test_host_copy_reads_only_after_a_change():
+    t = torch.tensor([1.0, 2.0])
+    copy = HostCopy()
+    assert copy.read(t) == [1.0, 2.0]
+    copy.record(t, [7.0, 7.0])  # what was "just written": trusted, not read back
+    assert copy.read(t) == [7.0, 7.0]
+    t[0] = 3.0  # an in-place write bumps the version
+    assert copy.read(t) == [3.0, 2.0]
+    assert copy.read(t.clone()) == [3.0, 2.0] and copy.read(torch.tensor(0.5)) == 0.5  # another tensor
+    with torch.inference_mode():
+        assert copy.read(torch.ones(2)) is None
 
 
 @pytest.mark.parametrize("mask", ["past", "strict_past"])

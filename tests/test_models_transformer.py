@@ -145,6 +145,23 @@ def test_determinism_given_seed():
     assert not torch.equal(model(x).position_logits, outs[0])
 
 
+def test_checkpoints_with_the_sink_in_two_parameters_still_load():
+    """State dicts from before the sink's key and value became one parameter (sink_k, sink_v)."""
+    model = make(seed=13, mask="past")
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.sink.normal_()
+    old = model.state_dict()
+    for layer in range(2):
+        sink = old.pop(f"blocks.{layer}.attn.sink")
+        old[f"blocks.{layer}.attn.sink_k"], old[f"blocks.{layer}.attn.sink_v"] = sink[0], sink[1]
+    loaded = make(seed=14, mask="past")
+    loaded.load_state_dict(old)
+    x = torch.randint(0, 3, (2, 6))
+    assert torch.equal(loaded(x).position_logits, model(x).position_logits)
+    assert torch.equal(loaded.blocks[1].attn.sink_v, model.blocks[1].attn.sink_v)
+
+
 # --- the temperature schedule ---------------------------------------------------------------
 
 
