@@ -81,11 +81,19 @@ def _dfa(args) -> None:
         print(f"{state:>5}  {'yes' if dfa.accepting[state] else 'no':>9}  {row}")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: an integer >= minimum, else an error naming the flag and the value."""
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text}")
+        return value
+
+    return integer
+
+
+_positive_int, _seed = _int_at_least(1), _int_at_least(0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--length", type=_positive_int, required=True, help="word length n >= 1")
     sample.add_argument("--count", type=int, required=True, help="number of words")
     sample.add_argument("--label", choices=LABELS, default="any", help="members, non-members, or any word")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=_seed, default=0)
     sample.set_defaults(run=_sample)
 
     build = commands.add_parser("build", help="build (or reuse) the cached Hugging Face dataset of a language")
@@ -110,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--test-per-length", type=int, default=defaults.test_per_length)
     build.add_argument("--test-factor", type=int, default=defaults.test_factor, help="test bins reach this x max length")
     build.add_argument("--test-lengths-per-bin", type=int, default=defaults.test_lengths_per_bin)
-    build.add_argument("--seed", type=int, default=defaults.seed)
+    build.add_argument("--seed", type=_seed, default=defaults.seed)
     build.add_argument("--out", type=Path, default=DEFAULT_CACHE, help="cache folder (default: %(default)s)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(run=_build)
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad input, or an --out that cannot be written
         print(f"softhard data {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -60,6 +60,8 @@ class DatasetSpec:
             raise ValueError(
                 f"test_factor and test_lengths_per_bin must be >= 1, got {self.test_factor}, {self.test_lengths_per_bin}"
             )
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     def test_bins(self) -> list[tuple[int, int]]:
         """Doubling bins (lo, hi] above max_length until hi >= test_factor * max_length."""

@@ -50,11 +50,26 @@ def test_sample_is_byte_for_byte_reproducible(capsys):
         (["--language", "nope"], "unknown language 'nope'"),
         (["--language", "tomita2", "--label", "positive"], "no members of 'tomita2' of length 7"),
         (["--formula", "a"], "--alphabet"),
+        (["--formula", "#a > 99999999999999999999", "--alphabet", "a,b"], "'99999999999999999999' at offset 5"),
     ],
 )
 def test_bad_input_gets_one_clear_message(capsys, argv, message):
     code, out, err = run(capsys, ["data", "sample", "--length", "7", "--count", "2"] + argv)
     assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+def test_negative_seed_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(SAMPLE + ["--seed", "-1"])
+    assert info.value.code == 2 and "argument --seed: expected an integer >= 0, got -1" in capsys.readouterr().err
+
+
+def test_unwritable_build_folder_gets_one_clear_message(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["data", "build", "--language", "last_a", "--max-length", "3", "--out", str(blocker / "x"), "--quiet"]
+    code, out, err = run(capsys, argv)
+    assert code == 2 and out == "" and str(blocker / "x") in err and "Traceback" not in err
 
 
 def test_unknown_command(capsys):

@@ -112,7 +112,8 @@ def test_language_with_no_balanced_length_fails_clearly(tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("min_length", 0), ("max_length", 0), ("train_per_length", 3), ("test_per_length", 0), ("test_factor", 0)],
+    [("min_length", 0), ("max_length", 0), ("train_per_length", 3), ("test_per_length", 0), ("test_factor", 0),
+     ("seed", -1)],
 )
 def test_bad_specs_name_the_field(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):

@@ -102,6 +102,8 @@ def test_printing_round_trips(formula):
         ("", "", 0),
         ("3", "", 1),
         ("a & (#a)", ")", 7),
+        ("#a > 2147483648", "2147483648", 5),
+        ("#a % 99999999999999999999 = 0", "99999999999999999999", 5),
     ],
 )
 def test_syntax_errors_name_token_and_offset(text, token, offset):
@@ -111,6 +113,13 @@ def test_syntax_errors_name_token_and_offset(text, token, offset):
     assert f"at offset {offset}" in str(info.value)
     assert (repr(token) if token else "end of formula") in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_largest_integer_literal_is_exact():
+    """At the bound every sum is still exact in int64: no wrap-around flips a comparison."""
+    phi = parse("#b + 2147483647 + 2147483647 > 2147483647 + 2147483647")
+    assert phi.evaluate("ab", "a,b").tolist() == [False, True]
+    assert parse("#b - 2147483647 < 0").evaluate("b", "a,b").tolist() == [True]
 
 
 def test_unknown_symbols_name_symbol_and_position():

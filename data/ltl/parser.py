@@ -28,6 +28,9 @@ from data.ltl.syntax import (
     Unary,
 )
 
+# Integer literals stay below 2**31, as do counts (word lengths): every sum of fewer than 2**32
+# such operands is exact in the evaluators' int64 arithmetic, which would otherwise wrap silently.
+MAX_INTEGER = 2**31 - 1
 KEYWORDS = frozenset({"true", "false", "Y", "X", "O", "H", "F", "G", "S", "U"})
 SYMBOL_PATTERN = re.compile(r"[a-z][a-z0-9_]*\Z")
 _TOKEN = re.compile(
@@ -53,6 +56,8 @@ def tokenize(text: str) -> list[Token]:
         match = _TOKEN.match(text, offset)
         if match is None:
             raise FormulaSyntaxError(text[offset], offset)
+        if match.lastgroup == "int" and int(match.group()) > MAX_INTEGER:
+            raise FormulaSyntaxError(match.group(), offset, f"an integer <= {MAX_INTEGER}")
         if match.lastgroup != "space":
             tokens.append(Token(match.lastgroup, match.group(), offset))
         offset = match.end()
