@@ -31,6 +31,7 @@ from models.compiler import compile_formula
 from models.compiler import layout as layout_module
 from models.compiler.blocked import evaluate
 from models.compiler.layout import MAX_LEAVES, leaves, plan
+from models.compiler.operators import aux_score
 from models.transformer import Transformer
 
 NON_COUNTING = [spec for spec in REGISTRY.values() if spec.kind != "counting" and not uses_counting(parse(spec.formula))]
@@ -388,6 +389,23 @@ def test_boolean_nodes_over_many_leaves_get_a_layer_of_their_own(text, mode, mon
     words = np.random.default_rng(1).integers(0, 3, size=(2, LONG))
     predictions = evaluate(compiled, words).predictions
     np.testing.assert_array_equal(predictions, label_positions(phi, words, Alphabet.from_text("a,b,c")))
+
+
+# 12 temporal leaves in p, one in q: p and q fit one truth table each, the target indicator q | !p does not
+TWELVE = "(Y a | O a | H a | X a | F a | G a | Y b | O b | H b | X b | F b | G b)"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", [f"{TWELVE} S Y c", f"{TWELVE} U X c"])
+def test_since_and_until_wait_for_a_target_indicator_over_many_leaves(text, mode):
+    phi = parse(text)
+    compiled = compile_for(phi, "a,b,c", mode)
+    layout = plan(phi, mode)
+    helper = aux_score(phi)
+    if mode != "soft-unbounded":  # there F/G of p take two layers, which leave p's leaves a block earlier
+        assert layout.depth[helper] == max(layout.depth[phi.left], layout.depth[phi.right]) + 1  # a layer of its own
+    assert layout.depth[phi] == layout.depth[helper] + 1  # the heads of S/U run after the MLP that writes it
+    check_agrees(compiled, phi, Alphabet.from_text("a,b,c"), lengths=range(1, 7), long_words=4, long_length=60)
 
 
 def test_leaves_stop_at_boolean_nodes_of_earlier_blocks():

@@ -24,6 +24,7 @@ FORMULAS = [  # past and future, counting, every target rule (self: F and G in s
     ("#a > #b", "a,b"),
     ("(a | b) S (c & H(a -> F b)) | X a U Y b | #a - #b != 2 & #c <= #(a S b)", "a,b,c"),
     ("G(a -> F b) & X X a | O(b & Y a)", "a,b"),
+    ("O (X a) | F (X b) & G (F a)", "a,b"),  # heads whose target is itself a future operator
 ]
 MODES = ["hard", "soft-scaled", "soft-unbounded"]
 

@@ -66,10 +66,11 @@ def _since(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _future(past_operator):
-    """The mirror image of a past operator: run it on the reversed word."""
+    """The mirror image of a past operator: run it on the reversed word. The result is copied
+    into forward order, not left a reversed view: torch.as_tensor refuses negative strides."""
 
     def operator(*args):
-        return _reverse(past_operator(*map(_reverse, args)))
+        return _reverse(past_operator(*map(_reverse, args))).copy()
 
     return operator
 

@@ -18,7 +18,8 @@ one attention layer; Boolean connectives and ``+ -`` add none):
   the embedding or this block's heads compute), which are all ready by then;
 - a Boolean node with more than MAX_LEAVES leaves at the depth of its children gets one layer
   more: its Boolean children are computed in the block before, so its leaves are just its
-  children (at most 2), at the cost of one block whose heads do nothing.
+  children (at most 2), at the cost of one block whose heads do nothing; this holds for the
+  target indicator ``q | !p`` too, and then p S q (p U q) is one layer later as well.
 So the model has max(1, depth) blocks; for counting-free formulas whose Boolean nodes have at
 most MAX_LEAVES leaves depth = temporal depth.
 """
@@ -64,6 +65,8 @@ def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
     if node in memo:
         return memo[node]
     below = max((layer_depth(child, memo, mode, known) for child in node.children()), default=0)
+    if is_temporal(node) and node.op in ("S", "U"):  # its heads read q | !p, which may take a layer of its own
+        below = max(below, layer_depth(aux_score(node), memo, mode, known))
     adds = is_temporal(node) or isinstance(node, (Count, Compare))
     if is_boolean(node) and below > 0:  # too many leaves for one truth table: a layer of its own
         adds = len(boolean_leaves(node, known.__contains__, memo, below)) > MAX_LEAVES
