@@ -149,6 +149,11 @@ def test_batch_equals_one_by_one_for_mixed_lengths():
         np.testing.assert_array_equal(truth, phi.evaluate(word, "a,b"))
 
 
+@pytest.mark.parametrize("text", ["a", "true"])
+def test_batch_of_no_words_is_empty(text):
+    assert parse(text).evaluate_batch([]) == []
+
+
 def test_truth_table_lists_every_subformula_once_root_last():
     table = parse("(a S b) & Y (a S b)").truth_table("abab")
     assert list(table) == ["a", "b", "a S b", "Y (a S b)", "(a S b) & Y (a S b)"]

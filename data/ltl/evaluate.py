@@ -164,6 +164,8 @@ def label_positions(formula: Formula, ids: np.ndarray, alphabet: Alphabet) -> np
 def evaluate_batch(formula: Formula, words: Iterable[Word], alphabet=None) -> list[np.ndarray]:
     """Truth at every position of each word; words of equal length are evaluated together."""
     words = list(words)
+    if not words:
+        return []
     alphabet = Alphabet.covering(words, formula.symbols) if alphabet is None else _as_alphabet(alphabet)
     results: list[np.ndarray | None] = [None] * len(words)
     by_length: dict[int, list[int]] = {}
