@@ -28,7 +28,7 @@ from data.ltl import parse
 from data.ltl.syntax import Formula
 from models import Transformer, TransformerConfig
 from models.temperature import TemperatureSchedule
-from train.callbacks import LENGTH_TABLE
+from train.run_folder import LENGTH_TABLE
 
 RUN_INFO = "run_info.json"
 CONFIG = "config.yaml"

@@ -5,7 +5,8 @@ Builds data for a star-free language that needs since (``since_ab``) and a count
 on each, evaluates length generalization up to 10x the train length, and writes the
 `softhard report` of the four runs (report.md and report.html: length generalization,
 attention against the compiled constructions, temperatures, probes) into one folder.
-Finished runs are reused, so an interrupted quickstart picks up where it stopped.
+Finished runs are reused and interrupted ones resumed from their last epoch, so an
+interrupted quickstart picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from analysis.report import build_report
 from train import cli as train_cli
-from train.callbacks import LENGTH_TABLE
+from train import run_folder
 
 LANGUAGES = ("since_ab", "majority")
 TEMPERATURES = ("fixed", "log_n")
@@ -44,21 +45,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="log the runs to wandb too (offline needs no account)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per run")
     args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"argument --epochs: expected an integer >= 1, got {args.epochs}")
     started = time.perf_counter()
     run_dirs = []
     for language in LANGUAGES:
         for temperature in TEMPERATURES:
             run_dir = args.out / f"{language}-{temperature}"
             run_dirs.append(run_dir)
-            if (run_dir / LENGTH_TABLE).exists():
+            if run_folder.state(run_dir) == "done":
                 print(f"quickstart: reusing {run_dir}")
                 continue
             print(f"quickstart: training {language} with temperature {temperature}")
-            code = train_cli.main(
-                [*SMALL_RUN, "--trainer.max_epochs", str(args.epochs), "--data.language", language,
-                 "--data.cache_dir", str(args.out / "data"), "--model.transformer.temperature", temperature,
-                 "--run_dir", str(run_dir), "--wandb", args.wandb]
-            )
+            command = [*SMALL_RUN, "--trainer.max_epochs", str(args.epochs), "--data.language", language,
+                       "--data.cache_dir", str(args.out / "data"), "--model.transformer.temperature", temperature,
+                       "--run_dir", str(run_dir), "--wandb", args.wandb]
+            code = run_folder.finish(run_dir, lambda resume: train_cli.main(command + ["--ckpt_path", "last"] * resume))
             if code:
                 return code
     report, _ = build_report(run_dirs, args.out, title="softhard quickstart")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from train import run_folder
 from train.cli import main as train
-from train.grid import GridError, load_grid, state
+from train.grid import GridError, load_grid
 from train.grid import main as grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +144,7 @@ def test_run_folder_states_decide_skip_resume_or_restart(tmp_path):
     (runs[1].run_dir / "checkpoints" / "last.ckpt").write_text("")
     runs[2].run_dir.mkdir(parents=True)
     (runs[2].run_dir / "run_info.json").write_text("{}")
-    assert [state(run) for run in runs] == ["done", "resume", "partial", "new"]
+    assert [run_folder.state(run.run_dir) for run in runs] == ["done", "resume", "partial", "new"]
     assert runs[1].command(resume=True)[-2:] == ["--ckpt_path", "last"]
 
 

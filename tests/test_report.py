@@ -12,6 +12,8 @@ import pytest
 from analysis.report import build_report
 from analysis.report import main as report
 from softhard.quickstart import main as quickstart
+from train import run_folder
+from train.run_folder import LENGTH_TABLE
 
 
 def images_and_files(text: str) -> list[str]:
@@ -105,3 +107,12 @@ def test_quickstart_writes_the_report(tmp_path, capsys):
     text = report_file.read_text()
     assert "# softhard quickstart" in text and "## Formula `a S b`" in text and "## Formula `#a > #b`" in text
     assert "majority-log_n" in text and (tmp_path / "qs" / "report.html").exists()
+
+    # interrupted: one run killed after its checkpoint (no table yet), one before its first epoch
+    (tmp_path / "qs" / "since_ab-log_n" / LENGTH_TABLE).unlink()
+    shutil.rmtree(tmp_path / "qs" / "majority-fixed" / "checkpoints")
+    (tmp_path / "qs" / "majority-fixed" / LENGTH_TABLE).unlink()
+    assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("quickstart: reusing") == 2 and out.count("quickstart: training") == 2
+    assert all(run_folder.state(run) == "done" for run in (tmp_path / "qs").glob("*-*"))

@@ -11,6 +11,7 @@ import torch
 from tests.conftest import TINY_RUN
 from train.cli import main as train
 from train.metrics import read_metrics
+from train.module import LanguageModel
 
 TINY = ["--data.language", "since_ab", *TINY_RUN]
 
@@ -76,6 +77,30 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     assert run(tmp_path, "resumed", "--trainer.max_epochs", "4", "--ckpt_path", "last", *common)[0] == 0
     final = lambda path: pd.read_csv(path / "length_generalization.csv").query("step == step.max()")  # noqa: E731
     pd.testing.assert_frame_equal(final(straight).reset_index(drop=True), final(resumed).reset_index(drop=True))
+
+
+class Killed(Exception):
+    """Stands in for a kill: training stops at once, nothing is written after it."""
+
+
+def test_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    common = ["--trainer.max_epochs", "4", "--model.transformer.dropout", "0.1"]
+    straight = run(tmp_path, "straight", *common)[1]
+    training_step = LanguageModel.training_step
+
+    def killed_in_epoch_three(self, batch, batch_idx):
+        if self.current_epoch == 2:
+            raise Killed
+        return training_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LanguageModel, "training_step", killed_in_epoch_three)
+        with pytest.raises(Killed):
+            run(tmp_path, "killed", *common)
+    assert torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    assert run(tmp_path, "killed", *common, "--ckpt_path", "last")[0] == 0
+    final = lambda path: pd.read_csv(path / "length_generalization.csv")  # noqa: E731
+    pd.testing.assert_frame_equal(final(straight), final(tmp_path / "killed"))
 
 
 @pytest.mark.parametrize(

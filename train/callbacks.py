@@ -10,8 +10,7 @@ import torch
 
 from train import plots
 from train.evaluation import append_table, length_generalization
-
-LENGTH_TABLE = "length_generalization.csv"
+from train.run_folder import LENGTH_TABLE
 
 
 class TemperatureScheduleCallback(pl.Callback):

@@ -29,6 +29,7 @@ from train.callbacks import AttentionCaptureCallback, LengthGeneralizationCallba
 from train.data import LanguageDataModule
 from train.metrics import JsonlLogger
 from train.module import LanguageModel
+from train.run_folder import LAST_CHECKPOINT
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -79,7 +80,9 @@ class TrainCLI(LightningCLI):
         callbacks = list(self._get(self.config_init, "trainer").get("callbacks") or [])
         callbacks += [
             TemperatureScheduleCallback(),
-            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1),
+            # one file, checkpoints/last.ckpt, overwritten every epoch: a killed run resumes from it
+            ModelCheckpoint(dirpath=str(run_dir / LAST_CHECKPOINT.parent), filename=LAST_CHECKPOINT.stem,
+                            save_top_k=1, every_n_epochs=1, enable_version_counter=False),
             LengthGeneralizationCallback(str(run_dir), config.eval_every_n_steps),
             AttentionCaptureCallback(str(run_dir), config.probe_words),
         ]
@@ -94,7 +97,7 @@ def default_run_dir(config) -> Path:
 def resolve_checkpoint(ckpt_path: Optional[str], run_dir: Path) -> Optional[str]:
     if ckpt_path is None:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    path = run_dir / LAST_CHECKPOINT if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         raise ValueError(f"--ckpt_path {ckpt_path}: no checkpoint at {path}")
     return str(path)
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # `softhard train ...` hands its own arguments over; LightningCLI need not warn about sys.argv.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    # Only a resumed run finds its checkpoint folder full (a fresh one refuses a used folder).
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     try:
         cli = TrainCLI(
             LanguageModel,

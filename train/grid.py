@@ -40,7 +40,6 @@ import os
 import queue
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -52,8 +51,9 @@ from typing import Any, Optional
 import yaml
 from tqdm import tqdm
 
+from train import run_folder
+
 GRID_KEYS = ("languages", "config_dir", "positional", "temperature", "seeds", "overrides")
-RESULT_FILE = "length_generalization.csv"
 CSV_COLUMNS = ("name", "language", "positional", "temperature", "seed", "run_dir", "status", "exit_code", "seconds")
 LOG_TAIL_LINES = 15
 # Theory-feature names that are not valid in file names.
@@ -277,37 +277,22 @@ def _check_seed(value: Any) -> Optional[str]:
 # ---------------------------------------------------------------------------- running
 
 
-def state(run: Run) -> str:
-    """done (table written), resume (a checkpoint but no table), partial (a folder without
-    either, e.g. killed before its first epoch) or new."""
-    if (run.run_dir / RESULT_FILE).is_file():
-        return "done"
-    if (run.run_dir / "checkpoints" / "last.ckpt").is_file():
-        return "resume"
-    if run.run_dir.exists() and any(run.run_dir.iterdir()):
-        return "partial"
-    return "new"
-
-
 def execute(run: Run, wandb: str, env: dict) -> Run:
-    """Runs ``run`` (resuming it if it has a checkpoint), its output in run.log."""
-    current = state(run)
-    resume = current == "resume"
-    if current == "partial":  # nothing to resume from; `softhard train` refuses a non-empty folder
-        shutil.rmtree(run.run_dir)
+    """Runs ``run`` to its end (train.run_folder.finish: resumed if it has a checkpoint), its
+    output in run.log."""
     run.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(run.log, "w") as log:
-        code = _train(run.command(wandb, resume=resume), log, env)
-        if resume and not (code == 0 and (run.run_dir / RESULT_FILE).is_file()):
-            # A checkpoint taken after the last epoch resumes into nothing (no table), and one
-            # cut short by a kill does not load: train again from scratch instead.
-            log.write("\nsofthard grid: resuming did not finish the run; starting it again from scratch\n\n")
-            shutil.rmtree(run.run_dir, ignore_errors=True)
-            code = _train(run.command(wandb), log, env)
+
+        def train(resume: bool) -> int:
+            if log.tell() > 0:  # a second attempt
+                log.write("\nsofthard grid: resuming did not finish the run; starting it again from scratch\n\n")
+            return _train(run.command(wandb, resume=resume), log, env)
+
+        code = run_folder.finish(run.run_dir, train)
     run.seconds = time.monotonic() - start
     run.exit_code = code
-    run.status = "ok" if code == 0 and (run.run_dir / RESULT_FILE).is_file() else "failed"
+    run.status = "ok" if code == 0 and run_folder.state(run.run_dir) == "done" else "failed"
     return run
 
 
@@ -357,7 +342,7 @@ def prepare_datasets(runs: list[Run], progress: bool = True) -> None:
     """
     groups: dict[str, tuple[Run, dict]] = {}
     for run in runs:
-        if state(run) != "done":
+        if run_folder.state(run.run_dir) != "done":
             args = dataset_args(run)
             groups.setdefault(json.dumps(args, sort_keys=True, default=str), (run, args))
     if not groups:
@@ -378,7 +363,7 @@ def run_grid(runs: list[Run], out: Path, parallel: int = 1, wandb: str = "disabl
     table = out / "grid.csv"
     pending = []
     for run in runs:
-        if state(run) == "done":
+        if run_folder.state(run.run_dir) == "done":
             run.status = "skipped"
         else:
             pending.append(run)
@@ -465,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         labels = {"done": "skip", "resume": "resume", "partial": "restart", "new": "run"}
         for run in runs:
-            current = state(run)
+            current = run_folder.state(run.run_dir)
             print(f"[{labels[current]}] {run.name}")
             print("    " + shlex.join(run.command(args.wandb, resume=current == "resume")))
         print(f"softhard grid: {len(runs)} runs (dry run: none started); outputs would go to {out}")
