@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 
 from train import plots
 from train.evaluation import append_table, length_generalization
-from train.run_folder import LENGTH_TABLE
+from train.run_folder import LENGTH_TABLE, LENGTHGEN_PREFIX, forget_after
 
 
 class TemperatureScheduleCallback(pl.Callback):
@@ -18,6 +19,18 @@ class TemperatureScheduleCallback(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         pl_module.model.set_training_step(trainer.global_step)
+
+
+class ResumeCallback(pl.Callback):
+    """A resumed run forgets what its killed attempt logged after the checkpoint
+    (train.run_folder.forget_after) before it logs those steps again."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = Path(run_dir)
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.ckpt_path and trainer.is_global_zero:
+            forget_after(self.run_dir, trainer.global_step)
 
 
 class LengthGeneralizationCallback(pl.Callback):
@@ -31,6 +44,7 @@ class LengthGeneralizationCallback(pl.Callback):
     def __init__(self, run_dir: str, every_n_steps: Optional[int] = None):
         self.run_dir = Path(run_dir)
         self.every_n_steps = every_n_steps
+        self.evaluated_step = None  # the step of the last evaluation, which the end does not repeat
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
@@ -38,24 +52,28 @@ class LengthGeneralizationCallback(pl.Callback):
             self._evaluate(trainer, pl_module, final=False)
 
     def on_train_end(self, trainer, pl_module):
-        self._evaluate(trainer, pl_module, final=True)
+        if self.evaluated_step != trainer.global_step:
+            self._evaluate(trainer, pl_module, final=True)
+        if trainer.is_global_zero:
+            whole = pd.read_csv(self.run_dir / LENGTH_TABLE)
+            final = whole[whole.step == trainer.global_step]
+            path = plots.save(plots.accuracy_by_length(final, title=self.run_dir.name),
+                              self.run_dir / "accuracy_by_length.png")
+            _log_to_wandb(trainer, {"accuracy_by_length": path}, table=final)
 
     def _evaluate(self, trainer, pl_module, final: bool):
         table = length_generalization(pl_module, trainer.datamodule.test_splits(), trainer.global_step,
                                       progress=final and trainer.is_global_zero)
+        self.evaluated_step = trainer.global_step
         if not trainer.is_global_zero:
             return
-        whole = append_table(table, self.run_dir / LENGTH_TABLE)
+        append_table(table, self.run_dir / LENGTH_TABLE)
         summary = {}
         for split, rows in table.groupby("split", sort=False):
             for column in ("string_accuracy", "position_accuracy"):
-                summary[f"lengthgen/{split}/{column}"] = float(rows[column].mean())
+                summary[f"{LENGTHGEN_PREFIX}{split}/{column}"] = float(rows[column].mean())
         for logger in trainer.loggers:
             logger.log_metrics(summary, step=trainer.global_step)
-        if final:
-            figure = plots.accuracy_by_length(whole[whole.step == trainer.global_step], title=self.run_dir.name)
-            path = plots.save(figure, self.run_dir / "accuracy_by_length.png")
-            _log_to_wandb(trainer, {"accuracy_by_length": path}, table=table)
 
 
 class AttentionCaptureCallback(pl.Callback):

@@ -25,7 +25,12 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from train.callbacks import AttentionCaptureCallback, LengthGeneralizationCallback, TemperatureScheduleCallback
+from train.callbacks import (
+    AttentionCaptureCallback,
+    LengthGeneralizationCallback,
+    ResumeCallback,
+    TemperatureScheduleCallback,
+)
 from train.data import LanguageDataModule
 from train.metrics import JsonlLogger
 from train.module import LanguageModel
@@ -79,6 +84,7 @@ class TrainCLI(LightningCLI):
             )
         callbacks = list(self._get(self.config_init, "trainer").get("callbacks") or [])
         callbacks += [
+            ResumeCallback(str(run_dir)),
             TemperatureScheduleCallback(),
             # one file, checkpoints/last.ckpt, overwritten every epoch: a killed run resumes from it
             ModelCheckpoint(dirpath=str(run_dir / LAST_CHECKPOINT.parent), filename=LAST_CHECKPOINT.stem,

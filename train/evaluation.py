@@ -38,8 +38,7 @@ def length_generalization(module: LanguageModel, loaders: dict, step: int, progr
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def append_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Append rows to a CSV table (created with its header) and return the whole table."""
+def append_table(table: pd.DataFrame, path: Path) -> None:
+    """Append rows to a CSV table (created with its header)."""
     path = Path(path)
     table.to_csv(path, mode="a", header=not path.exists(), index=False)
-    return pd.read_csv(path)

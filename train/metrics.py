@@ -13,7 +13,7 @@ from pathlib import Path
 from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 
-METRICS_FILE = "metrics.jsonl"
+from train.run_folder import METRICS_FILE
 
 
 class JsonlLogger(Logger):

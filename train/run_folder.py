@@ -5,11 +5,15 @@ Standard library only: the grid runner (train/grid.py) uses it without importing
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 from pathlib import Path
 from typing import Callable
 
-LENGTH_TABLE = "length_generalization.csv"  # written when training ends: the run is done
+METRICS_FILE = "metrics.jsonl"  # every logged metric, one JSON object per logging call
+LENGTH_TABLE = "length_generalization.csv"  # its last rows are written when training ends: the run is done
+LENGTHGEN_PREFIX = "lengthgen/"  # the metrics of a length-generalization evaluation
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")  # rewritten after every epoch
 
 
@@ -44,3 +48,26 @@ def finish(run_dir: Path, train: Callable[[bool], int]) -> int:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     return train(False)
+
+
+def forget_after(run_dir: Path, step: int) -> None:
+    """Drops what an attempt killed after its checkpoint at global step ``step`` logged later
+    (metrics.jsonl records, length_generalization.csv rows), which the resumed run logs again.
+
+    Lightning logs a batch's metrics at the step count before its optimizer step (so the batch
+    after the checkpoint logs at ``step``), length generalization at the count after it, as in
+    the table (an evaluation logged at ``step`` came before the checkpoint).
+    """
+    metrics = run_dir / METRICS_FILE
+    if metrics.is_file():
+        def before_checkpoint(record: dict) -> bool:
+            at = record.get("step") or 0
+            return at < step or (at == step and any(key.startswith(LENGTHGEN_PREFIX) for key in record))
+
+        lines = metrics.read_text().splitlines(keepends=True)
+        metrics.write_text("".join(line for line in lines if before_checkpoint(json.loads(line))))
+    table = run_dir / LENGTH_TABLE
+    if table.is_file():
+        header, *rows = table.read_text().splitlines(keepends=True)
+        column = next(csv.reader([header])).index("step")
+        table.write_text(header + "".join(row for row in rows if int(next(csv.reader([row]))[column]) <= step))
