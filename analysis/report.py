@@ -35,9 +35,11 @@ def build_report(paths, out_dir, fmt: str = "both", threshold: float = length_ge
     probe_seeds: probe the first k seeds of each configuration (probes are the slowest part and
     vary least between seeds); None: every run, 0: no probes.
 
-    Raises ValueError when ``paths`` hold no readable run at all (naming why).
+    Raises ValueError when ``paths`` hold no readable run at all (naming why) or ``out_dir`` is a file.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # found before the analysis, not after it
+        raise ValueError(f"output folder {out_dir} is a file")
     with warnings.catch_warnings():  # skipped runs are reported in the document, not on stderr
         warnings.simplefilter("ignore", UserWarning)
         runs, skipped = find_runs(paths)
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = build_report(args.paths, out, fmt=args.format, threshold=args.threshold, eps=args.eps,
                              probe_seeds=args.probe_seeds)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad input, or an output folder that cannot be written
         print(f"softhard report: error: {error}", file=sys.stderr)
         return 2
     for file in files:

@@ -78,7 +78,8 @@ class DatasetSpec:
             "validation": list(range(self.min_length, self.max_length + 1)),
         }
         for low, high in self.test_bins():
-            points = np.linspace(low, high, min(self.test_lengths_per_bin, high - low + 1))
+            # from the top down: a single length per bin is the bin's longest, so the last bin reaches the target
+            points = np.linspace(high, low, min(self.test_lengths_per_bin, high - low + 1))
             splits[f"test_{low}_{high}"] = sorted({int(round(x)) for x in points})
         return splits
 
@@ -87,7 +88,8 @@ class DatasetSpec:
 
 
 def fingerprint(language: Language, spec: DatasetSpec) -> str:
-    key = {"formula": str(language.formula), "alphabet": list(language.alphabet), "spec": asdict(spec), "version": FORMAT_VERSION}
+    key = {"formula": str(language.formula), "alphabet": list(language.alphabet), "spec": asdict(spec),
+           "lengths": spec.lengths(), "version": FORMAT_VERSION}  # lengths: a change of their rule is a new dataset
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

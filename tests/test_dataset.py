@@ -30,6 +30,13 @@ def test_splits_cover_train_range_and_test_bins_reach_ten_times(tomita4):
     assert set(data["train"]["length"]) == set(range(3, 9))  # lengths 1, 2 have no non-member (no aaa yet)
 
 
+@pytest.mark.parametrize("per_bin", [1, 2, 4])
+def test_test_lengths_reach_the_target_with_any_number_per_bin(per_bin):
+    lengths = DatasetSpec(max_length=6, test_lengths_per_bin=per_bin).lengths()
+    bins = [name for name in lengths if name.startswith("test_")]
+    assert max(lengths[bins[-1]]) == 60 and all(len(lengths[name]) == per_bin for name in bins[:-1])
+
+
 def test_every_length_is_balanced(tomita4):
     _, _, data = tomita4
     for name, split in data.items():

@@ -99,6 +99,12 @@ def test_nothing_to_report_is_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "empty" / "report").exists()
 
 
+def test_an_output_path_that_is_a_file_is_one_clear_error(tiny_grid, tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    assert report([str(tiny_grid), "--out", str(tmp_path / "taken")]) == 2
+    assert capsys.readouterr().err == f"softhard report: error: output folder {tmp_path / 'taken'} is a file\n"
+
+
 def test_quickstart_writes_the_report(tmp_path, capsys):
     assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out

@@ -124,6 +124,11 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, monkeypat
         (["--model.objective", "loudest"], "loudest"),
         (["--ckpt_path", "last"], "no checkpoint at"),
         (["--wandb", "sometimes"], "sometimes"),
+        (["--data.language", "even_length", "--data.max_length", "1"], "no length of split 'train' (1..1)"),
+        (["--data.cache_dir", "/dev/null/cache"], "/dev/null/cache"),
+        (["--model.lr", "-1"], "model.lr must be > 0"),
+        (["--probe_words", "-1"], "--probe_words must be >= 0, got -1"),
+        (["--eval_every_n_steps", "0"], "--eval_every_n_steps must be >= 1 (or left out), got 0"),
     ],
 )
 def test_bad_input_fails_at_start_up_without_a_run_folder(tmp_path, capsys, extra, message):

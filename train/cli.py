@@ -59,6 +59,10 @@ class TrainCLI(LightningCLI):
         config = self.config
         if config.wandb not in WANDB_MODES:
             raise ValueError(f"--wandb: unknown value {config.wandb!r}; expected one of {WANDB_MODES}")
+        if config.eval_every_n_steps is not None and config.eval_every_n_steps < 1:
+            raise ValueError(f"--eval_every_n_steps must be >= 1 (or left out), got {config.eval_every_n_steps}")
+        if config.probe_words < 0:
+            raise ValueError(f"--probe_words must be >= 0, got {config.probe_words}")
         self.run_dir = Path(config.run_dir or default_run_dir(config))
         self.ckpt_path = resolve_checkpoint(config.ckpt_path, self.run_dir)
         # Only the first process judges the folder: under DDP the others start after it made it.
@@ -70,6 +74,8 @@ class TrainCLI(LightningCLI):
             )
 
     def instantiate_trainer(self, **kwargs):
+        if rank_zero_only.rank == 0:  # a language without words at these lengths fails here, before the run folder
+            self.datamodule.prepare_data()
         config = self.config
         run_dir = self.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer_defaults={"deterministic": True, "max_epochs": 10, "log_every_n_steps": 10},
             parser_kwargs={"prog": "softhard train"},
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad input, or a --data.cache_dir that cannot be written
         print(f"softhard train: error: {error}", file=sys.stderr)
         return 2
     if rank_zero_only.rank == 0:

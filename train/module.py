@@ -45,6 +45,8 @@ class LanguageModel(pl.LightningModule):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective: unknown value {objective!r}; expected one of {OBJECTIVES}")
+        if not lr > 0 or weight_decay < 0:
+            raise ValueError(f"model.lr must be > 0 and model.weight_decay >= 0, got {lr} and {weight_decay}")
         changes = {}
         if vocab_size is not None:
             changes["vocab_size"] = vocab_size
