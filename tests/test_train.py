@@ -36,6 +36,7 @@ def test_run_folder_holds_everything(finished):
             "accuracy_by_length.png", "attention", "attention_maps.png"} <= names
     info = json.loads((finished / "run_info.json").read_text())
     assert info["language"] == "since_ab" and info["version"] == "0.1.0" and len(info["dataset_fingerprint"]) == 16
+    assert info["cpu_threads"] == torch.get_num_threads()
     assert "since_ab" in (finished / "config.yaml").read_text()
 
 

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -126,6 +127,7 @@ def write_run_info(cli: TrainCLI, argv: list[str]) -> None:
         "alphabet": list(cli.datamodule.language.alphabet),
         "dataset_fingerprint": cli.datamodule.fingerprint,
         "resumed_from": cli.ckpt_path,
+        "cpu_threads": torch.get_num_threads(),  # CPU results can differ in the last digits with the thread count
         "command": ["softhard", "train", *argv],
     }
     (cli.run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
