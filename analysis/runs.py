@@ -167,8 +167,7 @@ class RunFolder:
         model = Transformer(TransformerConfig(**fields))
         prefix = "model."
         state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
-        model.load_state_dict(state)
-        model.set_training_step(int(checkpoint.get("global_step", 0)))
+        model.load_state_dict(state)  # with the schedule's multiplier of the last step, as evaluated at the end
         return model.to(device).eval()
 
 

@@ -58,7 +58,8 @@ TEMPERATURE_COLUMNS = (
     "gap_min", "gap_median",  # g = G * tau_eff: the same gap in raw score units
     "tau_eff",  # effective temperature at n_keys (the smallest over the queries: factors grow with n)
     "tau_required",  # gap_min / ln(n_keys / eps): the theory's temperature for attention error eps
-    "hard",  # tau_eff <= tau_required: the theory guarantees error <= eps at this length
+    "hard",  # every query has G >= ln(n_q / eps) (hard_fraction 1): the theory guarantees error <= eps at this
+    #         length; with a mask and a length factor the binding query may be a short one, not the one at n_keys
     "hard_fraction",  # fraction of queries with G >= ln(n_q / eps) (each query at its own n and gap)
     "distance_mean", "distance_max",  # L1 distance of the attention row to average-hard on the top keys
     "bound_mean", "bound_max",  # the gap lemma's bound 2 n exp(-G) on that distance
@@ -74,7 +75,7 @@ EXTRAPOLATION_COLUMNS = (
     "n_keys",  # the most visible keys (incl. the sink) of a word of that length
     "tau_eff",  # effective temperature there (exact for the head's temperature mode)
     "tau_required",  # gap / ln(n_keys / eps)
-    "hard",  # tau_eff <= tau_required
+    "hard",  # every query q of a word of that length has tau_eff(q) <= gap / ln(n_q / eps) (as in the tables)
 )
 
 
@@ -163,7 +164,7 @@ def head_temperatures(model: Transformer, batches: Iterable[tuple[list, list]], 
     )
     table["n_keys"] = table.n_keys.astype(int)
     table["tau_required"] = table.gap_min / np.log(table.n_keys / eps)
-    table["hard"] = table.tau_eff <= table.tau_required
+    table["hard"] = table.hard_fraction == 1.0
     return table.merge(heads, on=["layer", "head"])[list(TEMPERATURE_COLUMNS)]
 
 
@@ -205,7 +206,9 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
     the longest measured length, an assumption (bounded positional encodings keep raw scores,
     hence gaps, bounded; constructions with i/n features even shrink them as 1/n); tau_eff
     follows the head's temperature mode exactly, at the most visible keys n_keys of a word of
-    length N = factor x train length. The head stays hard iff tau_eff(N) <= g / ln(n_keys / eps).
+    length N = factor x train length. The head stays hard iff every query q of that word has
+    tau_eff(q) <= g / ln(n_q / eps) (with a mask and a length factor the binding query can be a
+    short one); n_keys, tau_eff and tau_required are given at the query with the most keys.
 
     table: from temperature_table, model_temperature_table or temperature_runs (many runs: per
     run, the train length from its train_max_length column unless ``train_length`` is given; a
@@ -228,13 +231,14 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
         for factor in factors:
             N = round(factor * base)
             n, tau_eff = effective_temperature(torch.tensor([row.tau_head]), [row.temperature_mode], [row["mask"]], N)
+            hard = bool((tau_eff[0] <= row[gap] / torch.log(n[0].double() / eps)).all())  # every query
             last = int(n[0].argmax())
             n_keys, tau_eff = int(n[0, last]), float(tau_eff[0, last])
             required = row[gap] / math.log(n_keys / eps)
             rows.append({**row[settings].to_dict(), "layer": row["layer"], "head": row["head"],
                          "temperature_mode": row.temperature_mode, "mask": row["mask"], "tau_head": row.tau_head,
                          "measured_length": row["length"], "gap": row[gap], "factor": factor, "length": N,
-                         "n_keys": n_keys, "tau_eff": tau_eff, "tau_required": required, "hard": tau_eff <= required})
+                         "n_keys": n_keys, "tau_eff": tau_eff, "tau_required": required, "hard": hard})
     result = pd.DataFrame(rows, columns=settings + list(EXTRAPOLATION_COLUMNS))
     result.attrs["skipped"] = list(dict.fromkeys(skipped))
     return result

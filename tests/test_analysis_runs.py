@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from analysis.runs import RunFolder, RunSkipped, collect_runs, describe, find_runs, wandb_runs
+from models.temperature import TemperatureSchedule
 from tests.conftest import TINY_GRID
 
 
@@ -67,6 +68,20 @@ def test_the_loaded_model_reproduces_the_saved_attention(tiny_grid):
     for saved, fresh in zip(word.attention, output.attention):
         assert torch.allclose(saved, fresh[0], atol=1e-6)
     assert word.truth.dtype == bool and len(word.truth) == len(word.ids)
+
+
+def test_the_loaded_model_keeps_the_schedule_multiplier_it_was_evaluated_with(tiny_grid, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_grid / "since_ab-fixed-seed0", copy)
+    file = copy / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(file, weights_only=False)
+    schedule = {"tau_start": 1.0, "tau_end": 0.01, "steps": 40, "kind": "exponential"}
+    checkpoint["hyper_parameters"]["transformer"]["schedule"] = schedule
+    # the callback sets the multiplier before each step: the last step and the final evaluation used step N - 1
+    last_used = TemperatureSchedule(**schedule)(checkpoint["global_step"] - 1)
+    checkpoint["state_dict"]["model.tau_schedule"] = torch.tensor(last_used)
+    torch.save(checkpoint, file)
+    assert RunFolder(copy).load_model().tau_schedule.item() == pytest.approx(last_used)
 
 
 def test_missing_attention_and_checkpoint_raise_run_skipped(tiny_grid, tmp_path):

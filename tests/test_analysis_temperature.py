@@ -19,6 +19,7 @@ from analysis.temperature import (
     extrapolate,
     extrapolate_table,
     extrapolation_markdown,
+    head_temperatures,
     model_temperature_table,
     plot_temperature,
     query_gaps,
@@ -96,6 +97,28 @@ def test_extrapolation_follows_each_temperature_mode_exactly():
     assert list(future.loc[2, "hard"]) == [True, True]
     with pytest.raises(ValueError, match="train length"):
         extrapolate_table(measured)
+
+
+def test_a_masked_length_scaled_head_is_hard_only_if_its_short_queries_are():
+    # log_n needs g / tau >= ln(n / eps) / ln(n): 2.0 at n = 1001 but 11.0 at n = 2, a past mask's first query
+    measured = pd.DataFrame({"layer": 0, "head": [0, 1], "temperature_mode": "log_n", "mask": ["none", "past"],
+                             "tau_head": 1.0, "length": 10, "gap_min": 5.0, "gap_median": 5.0})
+    future = extrapolate_table(measured, factors=(100,), train_length=10).set_index("head")
+    assert future.loc[0, "hard"] and not future.loc[1, "hard"]
+    assert future.loc[1, "tau_eff"] <= future.loc[1, "tau_required"]  # the query with the most keys alone is hard
+
+    # the same in the measured table: a raw gap of 3 at every query of a past-masked log_n head
+    T, g = 40, 3.0
+    model = Transformer(TransformerConfig(vocab_size=2, n_layers=1, n_heads=1, d_model=8, d_ff=8, mask="past",
+                                          temperature="log_n"))
+    _, tau_eff = effective_temperature(torch.tensor([1.0]), ["log_n"], ["past"], T)
+    raw = torch.full((1, 1, T, T + 1), float("-inf"))
+    for i in range(T):  # the sink and keys 0..i visible, key i on top by g
+        raw[0, 0, i, : i + 2] = 0.0
+        raw[0, 0, i, i + 1] = g
+    logits = raw / tau_eff.view(1, 1, T, 1).float()
+    row = head_temperatures(model, [([logits], [torch.softmax(logits, -1)])]).iloc[0]
+    assert row.tau_eff <= row.tau_required and 0 < row.hard_fraction < 1 and not row.hard
 
 
 def test_effective_temperature_per_mode_and_mask():
