@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from analysis.runs import SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs
+from analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs, run_labels
 from data.alphabet import Alphabet
 from data.ltl import parse
 from data.ltl.syntax import Formula
@@ -260,7 +260,7 @@ def plot_match_by_length(table: pd.DataFrame) -> Figure:
     ``table``: attention_by_length, or compare_runs(..., table="length") (one line per run and
     learned head). The best match is chosen on the word-weighted means over all lengths.
     """
-    runs = [c for c in ("run_dir",) if c in table.columns]  # one run per folder, whatever its name
+    runs = [c for c in (RUN,) if c in table.columns]  # one run per folder, whatever its name
     keys = runs + list(PAIR)
     totals = table.assign(target_mass=table.target_mass * table.words, tv=table.tv * table.words) \
         .groupby(keys, sort=False)[["target_mass", "tv", "words"]].sum()
@@ -270,7 +270,7 @@ def plot_match_by_length(table: pd.DataFrame) -> Figure:
 
     figure = Figure(figsize=(10, 3.8), layout="constrained")
     mass_axes, tv_axes = figure.subplots(1, 2)
-    names = dict(zip(table.get("run_dir", []), table.get("run", [])))
+    names = run_labels(table) if runs else {}
     for key, curve in curves.reset_index().groupby(runs + list(LEARNED), sort=False):
         curve = curve.sort_values("length")
         label = f"{names[key[0]]}: {_pair_label(curve.iloc[0])}" if runs else _pair_label(curve.iloc[0])
@@ -341,6 +341,6 @@ def _pair_label(row) -> str:
 # ---------------------------------------------------------------------------- summary
 def summary_markdown(best: pd.DataFrame) -> str:
     """The best-match table (pick_best / best_matches / compare_runs "best") as markdown."""
-    columns = [c for c in ("run",) if c in best.columns] + ["layer", "head", "operator", "subformula",
-                                                             *STATISTICS, "margin", "words"]
-    return best[columns].to_markdown(index=False, floatfmt=".3f")
+    columns = [c for c in (RUN,) if c in best.columns] + ["layer", "head", "operator", "subformula",
+                                                         *STATISTICS, "margin", "words"]
+    return name_runs(best[columns], best).to_markdown(index=False, floatfmt=".3f")

@@ -33,7 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
-from analysis.runs import SETTINGS
+from analysis.runs import RUN, SETTINGS
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"
@@ -44,7 +44,6 @@ ALWAYS = ("language", "positional", "temperature", "train_max_length")
 # Settings that tell seeds apart rather than configurations.
 NOT_CONFIG = ("run", "seed", "run_dir")
 REQUIRED = (*ALWAYS, "seed", "run_dir", "split", "length")
-RUN = "run_dir"  # one run per run folder: names can repeat across grid folders
 
 
 # ---------------------------------------------------------------------------- shared helpers

@@ -24,7 +24,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from analysis.runs import RunFolder, RunSkipped, map_runs
+from analysis.runs import RUN, RunFolder, RunSkipped, map_runs, name_runs, run_labels
 from data.alphabet import Alphabet
 from data.language import Language
 from data.ltl.evaluate import truth_tables
@@ -173,7 +173,8 @@ def probe_runs(runs, words_per_length: int = WORDS_PER_LENGTH, lengths: Sequence
 def plot_probes(table: pd.DataFrame) -> Figure:
     """Probe accuracy by layer, one line per subformula (dotted: its majority baseline), a star
     at its construction layer; one panel per run."""
-    runs = list(dict.fromkeys(table["run"])) if "run" in table.columns else [None]
+    runs = list(dict.fromkeys(table[RUN])) if RUN in table.columns else [None]
+    labels = run_labels(table) if RUN in table.columns else {None: "probes"}
     columns = min(PANELS_PER_ROW, len(runs))
     rows_of_panels = -(-len(runs) // columns)
     figure = Figure(figsize=(5.0 * columns, 3.6 * rows_of_panels), layout="constrained")
@@ -181,7 +182,7 @@ def plot_probes(table: pd.DataFrame) -> Figure:
     for ax in axes[len(runs):]:
         ax.set_axis_off()
     for ax, run in zip(axes, runs):
-        rows = table if run is None else table[table["run"] == run]
+        rows = table if run is None else table[table[RUN] == run]
         for k, (subformula, lines) in enumerate(rows.groupby("subformula", sort=False)):
             lines = lines.sort_values("layer")
             colour = f"C{k % 10}"
@@ -189,7 +190,7 @@ def plot_probes(table: pd.DataFrame) -> Figure:
             ax.plot(lines.layer, lines.baseline, ":", color=colour, alpha=0.5)
             built = lines[lines.layer == lines.construction_layer]
             ax.plot(built.layer, built.accuracy, "*", color=colour, markersize=12)
-        ax.set(title=run or "probes", xlabel="residual stream (0 = embedding)", ylabel="probe accuracy",
+        ax.set(title=labels[run], xlabel="residual stream (0 = embedding)", ylabel="probe accuracy",
                ylim=(0, 1.05))
         ax.set_xticks(sorted(rows.layer.unique()))
         ax.legend(fontsize="x-small")
@@ -201,7 +202,7 @@ def probe_markdown(table: pd.DataFrame, threshold: float = THRESHOLD) -> str:
     ``threshold``, accuracy at the construction layer and at the last layer, baseline."""
     if table.empty:
         return "(no probes)"
-    keys = [c for c in ("run",) if c in table.columns] + ["subformula"]
+    keys = [c for c in (RUN,) if c in table.columns] + ["subformula"]
     rows = []
     for key, lines in table.groupby(keys, sort=False):
         lines = lines.sort_values("layer")
@@ -213,4 +214,4 @@ def probe_markdown(table: pd.DataFrame, threshold: float = THRESHOLD) -> str:
                      "accuracy at construction": at_construction.accuracy.iloc[0] if not at_construction.empty else np.nan,
                      "accuracy at last layer": lines.accuracy.iloc[-1], "baseline": lines.baseline.iloc[0],
                      "note": lines.note.iloc[0]})
-    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g")
+    return name_runs(pd.DataFrame(rows), table).to_markdown(index=False, floatfmt=".3g")

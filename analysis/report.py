@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis import attention, length_generalization, probes, temperature
 from analysis.document import FORMATS, Document
-from analysis.runs import RunFolder, collect_runs, find_runs
+from analysis.runs import RUN, RunFolder, collect_runs, find_runs
 
 PLOTTED_RUNS = 6  # runs drawn one line each in the attention-by-length and temperature figures
 
@@ -109,7 +109,7 @@ def _attention_section(doc: Document, runs: list[RunFolder]) -> list[str]:
              "max weight, averaged over probe words and seeds (mass 1 and TV 0: the head is the construction).")
     keys = _configuration(best)
     summary = best.groupby(keys + ["layer", "head"], sort=True, dropna=False).agg(
-        best_match=("subformula", _most_common), seeds=("run", "nunique"), target_mass=("target_mass", "mean"),
+        best_match=("subformula", _most_common), seeds=(RUN, "nunique"), target_mass=("target_mass", "mean"),
         tv=("tv", "mean"), entropy=("entropy", "mean"), max_weight=("max_weight", "mean")).reset_index()
     doc.table(summary)
     shown = sorted(by_length.run_dir.unique())[:PLOTTED_RUNS]
@@ -149,10 +149,10 @@ def _temperature_section(doc: Document, runs: list[RunFolder], eps: float) -> li
 def _hard_fractions(extrapolation: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and head: seeds, median gap, and the fraction of seeds hard at each factor."""
     keys = _configuration(extrapolation) + ["layer", "head", "temperature_mode"]
-    hard = extrapolation.pivot_table(index=keys + ["run"], columns="factor", values="hard", aggfunc="first")
+    hard = extrapolation.pivot_table(index=keys + [RUN], columns="factor", values="hard", aggfunc="first")
     hard.columns = [f"hard at {factor:g}x" for factor in hard.columns]
-    longest = extrapolation.drop_duplicates(keys + ["run"])
-    measured = longest.groupby(keys, dropna=False).agg(seeds=("run", "nunique"), gap=("gap", "median"),
+    longest = extrapolation.drop_duplicates(keys + [RUN])
+    measured = longest.groupby(keys, dropna=False).agg(seeds=(RUN, "nunique"), gap=("gap", "median"),
                                                        measured_length=("measured_length", "max"))
     return measured.join(hard.groupby(level=keys, dropna=False).mean()).reset_index()
 
@@ -172,9 +172,9 @@ def _probe_section(doc: Document, runs: list[RunFolder]) -> list[str]:
     accuracy.columns = [f"stream {layer}" for layer in accuracy.columns]
     baseline = table.groupby(keys, dropna=False).baseline.mean()
     doc.table(accuracy.join(baseline).reset_index())
-    shown = sorted(table.run.unique())[:PLOTTED_RUNS]
-    doc.figure(probes.plot_probes(table[table.run.isin(shown)]), f"probes_{_tag(runs)}",
-               f"probe accuracy by stream (star: construction layer), {len(shown)} of {table.run.nunique()} runs")
+    shown = sorted(table[RUN].unique())[:PLOTTED_RUNS]
+    doc.figure(probes.plot_probes(table[table[RUN].isin(shown)]), f"probes_{_tag(runs)}",
+               f"probe accuracy by stream (star: construction layer), {len(shown)} of {table[RUN].nunique()} runs")
     return table.attrs["skipped"]
 
 

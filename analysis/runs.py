@@ -36,8 +36,28 @@ CHECKPOINT = Path("checkpoints") / "last.ckpt"
 ATTENTION = "attention"
 
 # The settings every table carries, in this order (see RunFolder.settings).
+RUN = "run_dir"  # a run's identity in every table: folder names ("run") repeat across grid folders
 SETTINGS = ("run", "language", "formula", "positional", "temperature", "tau", "seed", "n_layers", "n_heads",
             "d_model", "train_max_length", "run_dir")
+
+
+def run_labels(table: pd.DataFrame) -> dict:
+    """RUN -> how to name the run in a figure or a table: its folder name, or its whole path
+    where two runs share a name."""
+    pairs = table[[RUN, "run"]].drop_duplicates(RUN)
+    shared = pairs["run"].duplicated(keep=False)
+    return dict(zip(pairs[RUN], pairs[RUN].where(shared, pairs["run"])))
+
+
+def name_runs(table: pd.DataFrame, source: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``table`` to show: its RUN column becomes a column "run" of run_labels (of ``source``,
+    default ``table``), in RUN's place."""
+    if RUN not in table.columns:
+        return table
+    labels = run_labels(table if source is None else source)
+    named = table.drop(columns=["run"], errors="ignore").rename(columns={RUN: "run"})
+    named["run"] = named["run"].map(labels)
+    return named
 
 
 # libyaml's loader when PyYAML was built with it: ten times faster on a grid's config files

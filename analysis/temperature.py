@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from analysis.runs import SETTINGS, RunFolder, RunSkipped, map_runs
+from analysis.runs import RUN, SETTINGS, RunFolder, RunSkipped, map_runs, name_runs, run_labels
 from models.masks import mask_bounds, visible_key_count
 from models.temperature import length_factor
 from models.transformer import Transformer
@@ -218,7 +218,7 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
         raise ValueError(f"gap: expected gap_min or gap_median, got {gap!r}")
     settings = [c for c in SETTINGS if c in table.columns]
     table = table.reset_index(drop=True)
-    head_keys = (["run"] if "run" in settings else []) + ["layer", "head"]
+    head_keys = ([RUN] if RUN in settings else []) + ["layer", "head"]
     longest = table.loc[table.groupby(head_keys).length.idxmax()] if not table.empty else table
     rows, skipped = [], []
     for _, row in longest.iterrows():  # one iteration per head: small
@@ -269,7 +269,8 @@ def plot_temperature(table: pd.DataFrame, extrapolation: pd.DataFrame | None = N
     n_heads = max((head for _, head in heads), default=0) + 1
     figure = Figure(figsize=(3.4 * n_heads, 2.8 * n_layers), layout="constrained")
     axes = figure.subplots(n_layers, n_heads, squeeze=False)
-    runs = list(dict.fromkeys(table["run"])) if "run" in table.columns else [None]
+    runs = list(dict.fromkeys(table[RUN])) if RUN in table.columns else [None]
+    labels = run_labels(table) if RUN in table.columns else {None: None}
     colours = {run: f"C{k % 10}" for k, run in enumerate(runs)}
     for (layer, head), ax in np.ndenumerate(axes):
         ax.set(xscale="log", yscale="log", title=f"layer {layer} head {head}", xlabel="length", ylabel="temperature")
@@ -277,8 +278,7 @@ def plot_temperature(table: pd.DataFrame, extrapolation: pd.DataFrame | None = N
             rows = _rows(table, run, layer, head).sort_values("length")
             if rows.empty:
                 continue
-            label = run if run is not None else None
-            ax.plot(rows.length, _positive(rows.tau_eff), "-", color=colours[run], label=label)
+            ax.plot(rows.length, _positive(rows.tau_eff), "-", color=colours[run], label=labels[run])
             ax.plot(rows.length, _positive(rows.tau_required), "--", color=colours[run])
             if extrapolation is not None:
                 points = _rows(extrapolation, run, layer, head)
@@ -297,7 +297,7 @@ def plot_temperature(table: pd.DataFrame, extrapolation: pd.DataFrame | None = N
 def _rows(table: pd.DataFrame, run, layer: int, head: int) -> pd.DataFrame:
     selected = (table.layer == layer) & (table["head"] == head)
     if run is not None:
-        selected &= table["run"] == run
+        selected &= table[RUN] == run
     return table[selected]
 
 
@@ -311,7 +311,7 @@ def extrapolation_markdown(extrapolation: pd.DataFrame) -> str:
     """One markdown row per head: does it stay hard at each factor x the train length?"""
     if extrapolation.empty:
         return "(no heads)"
-    index = [c for c in ("run", "layer", "head", "temperature_mode", "gap") if c in extrapolation.columns]
+    index = [c for c in (RUN, "layer", "head", "temperature_mode", "gap") if c in extrapolation.columns]
     table = extrapolation.pivot_table(index=index, columns="factor", values="hard", aggfunc="first")
     table.columns = [f"hard at {factor:g}x" for factor in table.columns]
-    return table.reset_index().to_markdown(index=False, floatfmt=".3g")
+    return name_runs(table.reset_index(), extrapolation).to_markdown(index=False, floatfmt=".3g")

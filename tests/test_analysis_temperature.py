@@ -191,6 +191,17 @@ def test_saved_logits_match_the_model_on_the_same_words(tiny_grid):
     assert extrapolate(run).factor.tolist() == [10, 100] * 4
 
 
+def test_runs_of_one_name_in_two_grid_folders_stay_two_runs(tiny_grid, tmp_path):
+    for grid in ("grid_a", "grid_b"):
+        shutil.copytree(tiny_grid / "since_ab-fixed-seed0", tmp_path / grid / "since_ab-fixed-seed0")
+    runs, _ = find_runs(tmp_path)
+    table = temperature_runs(runs)
+    future = extrapolate_table(table, factors=(10,))
+    assert future.run_dir.nunique() == 2 and len(future) == 2 * len(future.drop_duplicates(["layer", "head"]))
+    markdown = extrapolation_markdown(future)
+    assert str(tmp_path / "grid_a" / "since_ab-fixed-seed0") in markdown and str(tmp_path / "grid_b") in markdown
+
+
 def test_runs_without_attention_or_checkpoint_are_skipped(tiny_grid, tmp_path):
     runs, _ = find_runs(tiny_grid)
     source = runs[0].path
