@@ -5,8 +5,9 @@ test length) and looks only at each run's last step, so a table collected with
 ``final_only=False`` gives the same answer.
 
 A *configuration* is what a seed does not change: language, positional encoding, temperature
-mode and train length always, plus every other setting (formula, tau, model size, ...) that
-takes more than one value in the table (``config_columns``), so two runs are pooled as seeds
+mode and train length always, plus every other setting (formula, tau, model size, and any
+config.yaml key such as ``model.transformer.mask``, analysis.runs.other_settings) that takes
+more than one value in the table (``config_columns``), so two runs are pooled as seeds
 only when nothing but the seed tells them apart. Statistics over seeds are over runs: ``n_seeds``
 counts the runs with a value, ``std`` uses ddof=1 and is NaN for a single seed (one run says
 nothing about the spread; a 0 would claim that it does).
@@ -33,7 +34,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
-from analysis.runs import RUN, SETTINGS
+from analysis.runs import RUN, SETTINGS, is_other_setting
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"
@@ -48,9 +49,11 @@ REQUIRED = (*ALWAYS, "seed", "run_dir", "split", "length")
 
 # ---------------------------------------------------------------------------- shared helpers
 def config_columns(table: pd.DataFrame) -> list[str]:
-    """The settings that define a configuration, in SETTINGS order (see the module docstring)."""
-    return [c for c in SETTINGS if c not in NOT_CONFIG and c in table.columns
-            and (c in ALWAYS or table[c].nunique(dropna=False) > 1)]
+    """The settings that define a configuration, in SETTINGS order, then the other settings
+    (analysis.runs.other_settings) that vary (see the module docstring)."""
+    varies = lambda c: table[c].nunique(dropna=False) > 1  # noqa: E731
+    return ([c for c in SETTINGS if c not in NOT_CONFIG and c in table.columns and (c in ALWAYS or varies(c))]
+            + [c for c in table.columns if is_other_setting(c) and varies(c)])
 
 
 def final_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis import attention, length_generalization, probes, temperature
 from analysis.document import FORMATS, Document
-from analysis.runs import RUN, RunFolder, collect_runs, find_runs
+from analysis.runs import RUN, RunFolder, collect_runs, find_runs, other_settings
 
 PLOTTED_RUNS = 6  # runs drawn one line each in the attention-by-length and temperature figures
 
@@ -74,7 +74,9 @@ def _by_formula(runs: list[RunFolder]) -> dict[str, list[RunFolder]]:
 
 def _runs_section(doc: Document, runs: list[RunFolder]) -> None:
     doc.heading("Runs")
-    settings = pd.DataFrame([run.settings for run in runs]).drop(columns=["run_dir", "formula"])
+    others = other_settings(runs)
+    settings = pd.DataFrame([{**run.settings, **{key: run.flat_config.get(key) for key in others}} for run in runs])
+    settings = settings.drop(columns=["run_dir", "formula"])
     doc.text(f"{len(runs)} runs.")
     doc.table(settings)
 
@@ -183,8 +185,10 @@ def _first_seeds(runs: list[RunFolder], k: int | None) -> list[RunFolder]:
     if k is None:
         return runs
     kept: dict[tuple, list[RunFolder]] = {}
+    others = other_settings(runs)
     for run in sorted(runs, key=lambda run: (run.settings["seed"] is None, run.settings["seed"] or 0, run.name)):
-        configuration = tuple(value for key, value in run.settings.items() if key not in ("run", "seed", "run_dir"))
+        configuration = (tuple(value for key, value in run.settings.items() if key not in ("run", "seed", "run_dir"))
+                         + tuple(str(run.flat_config.get(key)) for key in others))
         kept.setdefault(configuration, [])
         if len(kept[configuration]) < k:
             kept[configuration].append(run)

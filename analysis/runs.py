@@ -41,6 +41,36 @@ SETTINGS = ("run", "language", "formula", "positional", "temperature", "tau", "s
             "d_model", "train_max_length", "run_dir")
 
 
+# config.yaml keys that never tell configurations apart: seeds, where files go, logging, progress,
+# evaluation-only and hardware choices
+NOT_SETTINGS = frozenset({
+    "seed_everything", "data.data_seed", "run_dir", "ckpt_path", "wandb", "wandb_project", "data.cache_dir",
+    "probe_words", "eval_every_n_steps", "data.num_workers", "data.eval_batch_size", "model.transformer.fast",
+    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps", "trainer.logger",
+    "trainer.callbacks", "trainer.default_root_dir", "trainer.enable_checkpointing", "trainer.num_sanity_val_steps",
+    "trainer.profiler", "trainer.enable_autolog_hparams", "trainer.model_registry", "trainer.accelerator",
+    "trainer.devices", "trainer.strategy", "trainer.num_nodes",
+})
+# config.yaml keys behind SETTINGS columns
+SHOWN = frozenset({
+    "data.language", "data.max_length", "model.transformer.positional", "model.transformer.temperature",
+    "model.transformer.tau", "model.transformer.n_layers", "model.transformer.n_heads", "model.transformer.d_model",
+})
+
+
+def other_settings(runs: Sequence[RunFolder]) -> list[str]:
+    """The config keys (dotted, e.g. ``model.transformer.mask``) beyond SETTINGS whose values
+    differ between ``runs``: they tell configurations apart too, and become columns of that name."""
+    configs = [run.flat_config for run in runs]
+    keys = sorted(set().union(*configs) - NOT_SETTINGS - SHOWN)
+    return [key for key in keys if len({json.dumps(c.get(key), sort_keys=True, default=str) for c in configs}) > 1]
+
+
+def is_other_setting(column: str) -> bool:
+    """Whether a table column is one of other_settings (named by its dotted config key)."""
+    return "." in column
+
+
 def run_labels(table: pd.DataFrame) -> dict:
     """RUN -> how to name the run in a figure or a table: its folder name, or its whole path
     where two runs share a name."""
@@ -87,6 +117,19 @@ class RunFolder:
             return yaml.load(file.read_text(), Loader=_YAML_LOADER) or {}
         except yaml.YAMLError as error:
             raise RunSkipped(f"{file}: not valid YAML ({error})") from None
+
+    @cached_property
+    def flat_config(self) -> dict:
+        """config.yaml as dotted keys (``model.transformer.mask``) and values; lists and mappings
+        as JSON text, so that every value can be compared and grouped."""
+        def flatten(node: dict, prefix: str):
+            for key, value in node.items():
+                if isinstance(value, dict) and value:
+                    yield from flatten(value, f"{prefix}{key}.")
+                else:
+                    yield f"{prefix}{key}", json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+        return dict(flatten(self.config, ""))
 
     def check(self) -> None:
         """Raise RunSkipped unless run_info.json and config.yaml can be read and name the language."""
@@ -250,13 +293,14 @@ def as_runs(runs) -> tuple[list[RunFolder], list[str]]:
 
 def map_runs(analysis: Callable[[RunFolder], pd.DataFrame], runs, columns: Sequence[str],
              description: str) -> pd.DataFrame:
-    """``analysis`` of every run, stacked, with each run's SETTINGS as the first columns.
+    """``analysis`` of every run, stacked, with each run's SETTINGS and other_settings as the first columns.
 
     runs: RunFolders, or paths for find_runs. A run the analysis cannot use (RunSkipped) is
     skipped with a warning; the messages are in ``result.attrs["skipped"]``. ``columns``: the
     analysis' own columns, for the empty table when no run is left.
     """
     runs, skipped = as_runs(runs)
+    others = other_settings(runs)
     frames = []
     for run in tqdm(runs, desc=description, disable=len(runs) < 2):
         try:
@@ -264,7 +308,8 @@ def map_runs(analysis: Callable[[RunFolder], pd.DataFrame], runs, columns: Seque
         except RunSkipped as error:
             skipped.append(str(error))
             continue
-        frames.append(table.assign(**run.settings)[list(SETTINGS) + [c for c in table.columns if c not in SETTINGS]])
+        settings = {**run.settings, **{key: run.flat_config.get(key) for key in others}}
+        frames.append(table.assign(**settings)[list(settings) + [c for c in table.columns if c not in settings]])
     for message in skipped:
         warnings.warn(f"skipped {message}", stacklevel=3)
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SETTINGS) + list(columns))
@@ -275,7 +320,8 @@ def map_runs(analysis: Callable[[RunFolder], pd.DataFrame], runs, columns: Seque
 def collect_runs(paths, wandb_path: str | None = None, final_only: bool = True) -> pd.DataFrame:
     """One tidy table of every run's length generalization under ``paths`` (and a wandb project).
 
-    Columns: SETTINGS, then step, split, length, words, string_accuracy, position_accuracy,
+    Columns: SETTINGS, other_settings (config keys that differ between the runs), then step, split,
+    length, words, string_accuracy, position_accuracy,
     word_position_accuracy (one row per run, step and test length; the final step only unless
     ``final_only`` is False). Runs that cannot be read are skipped with a warning; their
     messages are in ``table.attrs["skipped"]``.
@@ -285,6 +331,7 @@ def collect_runs(paths, wandb_path: str | None = None, final_only: bool = True) 
     length (wandb holds per-bin means, not per-length rows).
     """
     runs, skipped = as_runs(paths) if paths else ([], [])
+    others = other_settings(runs)
     frames = []
     for run in runs:
         try:
@@ -292,13 +339,13 @@ def collect_runs(paths, wandb_path: str | None = None, final_only: bool = True) 
         except RunSkipped as error:
             skipped.append(str(error))
             continue
-        frames.append(table.assign(**run.settings))
+        frames.append(table.assign(**run.settings, **{key: run.flat_config.get(key) for key in others}))
     if wandb_path:
         frames.append(wandb_runs(wandb_path))
     for message in skipped:
         warnings.warn(f"skipped {message}", stacklevel=2)
-    columns = list(SETTINGS) + [c for c in ("step", "split", "length", "words", "string_accuracy",
-                                            "position_accuracy", "word_position_accuracy")]
+    columns = list(SETTINGS) + others + ["step", "split", "length", "words", "string_accuracy", "position_accuracy",
+                                         "word_position_accuracy"]
     table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     table.attrs["skipped"] = skipped
     return table

@@ -7,11 +7,13 @@ against pandas computed independently.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from analysis.length_generalization import (
     METRICS,
@@ -241,3 +243,20 @@ def test_tiny_grid_breakdown_summary_and_figure(tiny):
         figure = plot_accuracy_curves(tiny, threshold=threshold)
     assert [axes.get_title() for axes in figure.axes] == ["majority", "since_ab"]
     assert [len(axes.lines) for axes in figure.axes] == [1 + 2, 2 + 2]
+
+
+def test_runs_that_differ_in_any_config_key_are_not_pooled(tiny_grid, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_grid, runs)
+    causal = runs / "since_ab-fixed-seed2-past"  # as seed 0 but trained with a causal mask: another configuration
+    shutil.copytree(runs / "since_ab-fixed-seed0", causal)
+    config = yaml.safe_load((causal / "config.yaml").read_text())
+    config["model"]["transformer"]["mask"] = "past"
+    config["seed_everything"], config["data"]["cache_dir"] = 2, "elsewhere"  # a seed and a path: no settings
+    (causal / "config.yaml").write_text(yaml.safe_dump(config))
+    table = collect_runs(runs)
+    assert "model.transformer.mask" in table and "data.cache_dir" not in table
+    summary = summary_table(table, 0.5).set_index(["language", "temperature", "model.transformer.mask"])
+    assert summary.loc[("since_ab", "fixed", "none"), "n_seeds"] == 2
+    assert summary.loc[("since_ab", "fixed", "past"), "n_seeds"] == 1
+
