@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from models.transformer import TransformerConfig
 from tests.conftest import TINY_RUN
 from train.cli import main as train
 from train.metrics import read_metrics
@@ -89,6 +90,42 @@ def test_last_step_is_evaluated_once_when_it_is_also_a_periodic_step(tmp_path):
     assert (run_dir / "accuracy_by_length.png").stat().st_size > 0
 
 
+def test_validation_figures_do_not_depend_on_the_eval_batch_size(tmp_path):
+    import pytorch_lightning as pl
+
+    from train.data import LanguageDataModule
+
+    module = None
+    results = []
+    for eval_batch_size in (3, 7, 1000):  # batches of one length, of mixed lengths, the whole split
+        data = LanguageDataModule("since_ab", max_length=6, validation_per_length=8, eval_batch_size=eval_batch_size,
+                                  cache_dir=str(tmp_path))
+        if module is None:
+            torch.manual_seed(0)
+            module = LanguageModel(TransformerConfig(n_layers=1, d_model=16, d_ff=16), vocab_size=data.vocab_size)
+        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+        results.append(trainer.validate(module, datamodule=data, verbose=False)[0])
+    for key in set(results[0]) - {"val/loss"}:  # objective "both": a per-position plus a per-word mean
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-5) == results[2][key], key
+
+
+def test_periodic_evaluations_leave_training_as_it_was(tmp_path):
+    common = ["--trainer.max_epochs", "2", "--model.transformer.dropout", "0.1"]
+    plain = run(tmp_path, "plain", *common)[1]
+    evaluated = run(tmp_path, "evaluated", *common, "--eval_every_n_steps", "3")[1]
+    losses = lambda path: read_metrics(path)["train/loss"].dropna().tolist()  # noqa: E731
+    assert losses(plain) == losses(evaluated)
+    final = lambda path: pd.read_csv(path / "length_generalization.csv").query("step == step.max()")  # noqa: E731
+    pd.testing.assert_frame_equal(final(plain).reset_index(drop=True), final(evaluated).reset_index(drop=True))
+
+
+def test_gradient_accumulation_evaluates_each_step_once(tmp_path):
+    run_dir = run(tmp_path, "accumulated", "--trainer.max_epochs", "2", "--trainer.accumulate_grad_batches", "2",
+                  "--data.batch_size", "8", "--eval_every_n_steps", "2")[1]
+    table = pd.read_csv(run_dir / "length_generalization.csv")
+    assert 0 not in set(table.step) and not table.duplicated(["step", "length"]).any()
+
+
 class Killed(Exception):
     """Stands in for a kill: training stops at once, nothing is written after it."""
 
@@ -130,6 +167,7 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, monkeypat
         (["--model.lr", "-1"], "model.lr must be > 0"),
         (["--probe_words", "-1"], "--probe_words must be >= 0, got -1"),
         (["--eval_every_n_steps", "0"], "--eval_every_n_steps must be >= 1 (or left out), got 0"),
+        (["--optimizer", "SGD"], "--optimizer is not supported"),
     ],
 )
 def test_bad_input_fails_at_start_up_without_a_run_folder(tmp_path, capsys, extra, message):

@@ -47,8 +47,8 @@ class LengthGeneralizationCallback(pl.Callback):
         self.evaluated_step = None  # the step of the last evaluation, which the end does not repeat
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if self.every_n_steps and step % self.every_n_steps == 0:
+        step = trainer.global_step  # with gradient accumulation, several batches end at one step: evaluate once
+        if self.every_n_steps and step % self.every_n_steps == 0 and step not in (0, self.evaluated_step):
             self._evaluate(trainer, pl_module, final=False)
 
     def on_train_end(self, trainer, pl_module):
@@ -62,8 +62,11 @@ class LengthGeneralizationCallback(pl.Callback):
             _log_to_wandb(trainer, {"accuracy_by_length": path}, table=final)
 
     def _evaluate(self, trainer, pl_module, final: bool):
-        table = length_generalization(pl_module, trainer.datamodule.test_splits(), trainer.global_step,
-                                      progress=final and trainer.is_global_zero)
+        # The test loaders draw their base seed from torch's random state: an evaluation must not
+        # move the stream that training's dropout and offsets draw from.
+        with torch.random.fork_rng(devices=[]):
+            table = length_generalization(pl_module, trainer.datamodule.test_splits(), trainer.global_step,
+                                          progress=final and trainer.is_global_zero)
         self.evaluated_step = trainer.global_step
         if not trainer.is_global_zero:
             return

@@ -64,6 +64,10 @@ class TrainCLI(LightningCLI):
             raise ValueError(f"--eval_every_n_steps must be >= 1 (or left out), got {config.eval_every_n_steps}")
         if config.probe_words < 0:
             raise ValueError(f"--probe_words must be >= 0, got {config.probe_words}")
+        for key in ("optimizer", "lr_scheduler"):  # LightningCLI would replace AdamW and ignore model.lr
+            if config.get(key) is not None:
+                raise ValueError(f"--{key} is not supported: the model trains with AdamW; set model.lr and "
+                                 "model.weight_decay")
         self.run_dir = Path(config.run_dir or default_run_dir(config))
         self.ckpt_path = resolve_checkpoint(config.ckpt_path, self.run_dir)
         # Only the first process judges the folder: under DDP the others start after it made it.

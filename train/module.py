@@ -69,15 +69,23 @@ class LanguageModel(pl.LightningModule):
         string_loss = F.binary_cross_entropy_with_logits(output.string_logits, label)
         loss = {"position": position_loss, "string": string_loss, "both": position_loss + string_loss}[self.objective]
         position_correct = ((output.position_logits > 0) == batch["truth"]) | ~real
-        metrics = {
-            f"{stage}/loss": loss,
+        # Epoch means weight each batch by what its means are over: positions or words, so that
+        # validation figures do not depend on how the split is cut into batches.
+        positions, words = int(real.sum()), len(batch["lengths"])
+        per_position = {
+            f"{stage}/position_loss": position_loss,
             f"{stage}/position_accuracy": ((output.position_logits > 0) == batch["truth"])[real].float().mean(),
+        }
+        per_word = {
+            f"{stage}/string_loss": string_loss,
             f"{stage}/word_position_accuracy": position_correct.all(dim=1).float().mean(),
             f"{stage}/string_accuracy": ((output.string_logits > 0) == batch["label"]).float().mean(),
         }
-        batch_size = len(batch["lengths"])
-        self.log_dict(metrics, prog_bar=stage == "train", on_step=stage == "train", on_epoch=stage != "train",
-                      batch_size=batch_size)
+        log = dict(on_step=stage == "train", on_epoch=stage != "train")
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", batch_size=positions if self.objective == "position"
+                 else words, **log)  # under "both", a sum of a per-position and a per-word mean: weighted by words
+        self.log_dict(per_position, prog_bar=stage == "train", batch_size=positions, **log)
+        self.log_dict(per_word, prog_bar=stage == "train", batch_size=words, **log)
         return loss, output
 
     def training_step(self, batch, batch_idx):
@@ -88,7 +96,7 @@ class LanguageModel(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         _, output = self._step(batch, "val", return_attention=True)
         real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
-        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=len(batch["lengths"]))
+        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=int(real.sum()))
 
     def temperature_metrics(self) -> dict[str, torch.Tensor]:
         """Each head's effective temperature tau_h * schedule (before any length factor)."""
