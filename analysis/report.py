@@ -75,7 +75,7 @@ def _by_formula(runs: list[RunFolder]) -> dict[str, list[RunFolder]]:
 def _runs_section(doc: Document, runs: list[RunFolder]) -> None:
     doc.heading("Runs")
     others = other_settings(runs)
-    settings = pd.DataFrame([{**run.settings, **{key: run.flat_config.get(key) for key in others}} for run in runs])
+    settings = pd.DataFrame([run.settings_with(others) for run in runs])
     settings = settings.drop(columns=["run_dir", "formula"])
     doc.text(f"{len(runs)} runs.")
     doc.table(settings)
@@ -187,8 +187,8 @@ def _first_seeds(runs: list[RunFolder], k: int | None) -> list[RunFolder]:
     kept: dict[tuple, list[RunFolder]] = {}
     others = other_settings(runs)
     for run in sorted(runs, key=lambda run: (run.settings["seed"] is None, run.settings["seed"] or 0, run.name)):
-        configuration = (tuple(value for key, value in run.settings.items() if key not in ("run", "seed", "run_dir"))
-                         + tuple(str(run.flat_config.get(key)) for key in others))
+        configuration = tuple(str(value) for key, value in run.settings_with(others).items()
+                              if key not in ("run", "seed", "run_dir"))
         kept.setdefault(configuration, [])
         if len(kept[configuration]) < k:
             kept[configuration].append(run)

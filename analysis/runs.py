@@ -35,8 +35,8 @@ CONFIG = "config.yaml"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 ATTENTION = "attention"
 
-# The settings every table carries, in this order (see RunFolder.settings).
 RUN = "run_dir"  # a run's identity in every table: folder names ("run") repeat across grid folders
+# The settings every table carries, in this order (see RunFolder.settings).
 SETTINGS = ("run", "language", "formula", "positional", "temperature", "tau", "seed", "n_layers", "n_heads",
             "d_model", "train_max_length", "run_dir")
 
@@ -130,6 +130,10 @@ class RunFolder:
                     yield f"{prefix}{key}", json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
         return dict(flatten(self.config, ""))
+
+    def settings_with(self, others: Sequence[str]) -> dict:
+        """settings, then the values of the config keys ``others`` (other_settings)."""
+        return {**self.settings, **{key: self.flat_config.get(key) for key in others}}
 
     def check(self) -> None:
         """Raise RunSkipped unless run_info.json and config.yaml can be read and name the language."""
@@ -308,7 +312,7 @@ def map_runs(analysis: Callable[[RunFolder], pd.DataFrame], runs, columns: Seque
         except RunSkipped as error:
             skipped.append(str(error))
             continue
-        settings = {**run.settings, **{key: run.flat_config.get(key) for key in others}}
+        settings = run.settings_with(others)
         frames.append(table.assign(**settings)[list(settings) + [c for c in table.columns if c not in settings]])
     for message in skipped:
         warnings.warn(f"skipped {message}", stacklevel=3)
@@ -339,7 +343,7 @@ def collect_runs(paths, wandb_path: str | None = None, final_only: bool = True) 
         except RunSkipped as error:
             skipped.append(str(error))
             continue
-        frames.append(table.assign(**run.settings, **{key: run.flat_config.get(key) for key in others}))
+        frames.append(table.assign(**run.settings_with(others)))
     if wandb_path:
         frames.append(wandb_runs(wandb_path))
     for message in skipped:
