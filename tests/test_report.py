@@ -105,6 +105,13 @@ def test_an_output_path_that_is_a_file_is_one_clear_error(tiny_grid, tmp_path, c
     assert capsys.readouterr().err == f"softhard report: error: output folder {tmp_path / 'taken'} is a file\n"
 
 
+def test_quickstart_refuses_epochs_below_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        quickstart(["--out", str(tmp_path / "qs"), "--epochs", "0"])
+    assert exit_.value.code == 2 and "argument --epochs: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "qs").exists()
+
+
 def test_quickstart_writes_the_report(tmp_path, capsys):
     assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out
