@@ -31,11 +31,11 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs, run_labels
-from data.alphabet import Alphabet
-from data.ltl import parse
-from data.ltl.syntax import Formula
-from models.compiler import CompiledModel, compile_formula
+from softhard.analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs, run_labels
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl import parse
+from softhard.data.ltl.syntax import Formula
+from softhard.models.compiler import CompiledModel, compile_formula
 
 STATISTICS = ("target_mass", "tv", "entropy", "max_weight")
 LEARNED = ("layer", "head")  # the learned head

@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
-from analysis.runs import RUN, SETTINGS, is_other_setting
+from softhard.analysis.runs import RUN, SETTINGS, is_other_setting
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"

@@ -24,14 +24,14 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from analysis.runs import RUN, RunFolder, RunSkipped, map_runs, name_runs, run_labels
-from data.alphabet import Alphabet
-from data.language import Language
-from data.ltl.evaluate import truth_tables
-from data.ltl.syntax import Formula
-from models.compiler.layout import plan
-from models.compiler.validation import as_alphabet, validate
-from models.transformer import Transformer
+from softhard.analysis.runs import RUN, RunFolder, RunSkipped, map_runs, name_runs, run_labels
+from softhard.data.alphabet import Alphabet
+from softhard.data.language import Language
+from softhard.data.ltl.evaluate import truth_tables
+from softhard.data.ltl.syntax import Formula
+from softhard.models.compiler.layout import plan
+from softhard.models.compiler.validation import as_alphabet, validate
+from softhard.models.transformer import Transformer
 
 WORDS_PER_LENGTH = 32  # words per label (positive, negative) and length
 TEST_SIZE = 0.3  # fraction of the words whose positions make the test set

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import attention, length_generalization, probes, temperature
-from analysis.document import FORMATS, Document
-from analysis.runs import RUN, RunFolder, collect_runs, find_runs, other_settings
+from softhard.analysis import attention, length_generalization, probes, temperature
+from softhard.analysis.document import FORMATS, Document
+from softhard.analysis.runs import RUN, RunFolder, collect_runs, find_runs, other_settings
 
 PLOTTED_RUNS = 6  # runs drawn one line each in the attention-by-length and temperature figures
 

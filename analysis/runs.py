@@ -23,12 +23,12 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from data.alphabet import Alphabet
-from data.ltl import parse
-from data.ltl.syntax import Formula
-from models import Transformer, TransformerConfig
-from models.temperature import TemperatureSchedule
-from train.run_folder import LENGTH_TABLE
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl import parse
+from softhard.data.ltl.syntax import Formula
+from softhard.models import Transformer, TransformerConfig
+from softhard.models.temperature import TemperatureSchedule
+from softhard.train.run_folder import LENGTH_TABLE
 
 RUN_INFO = "run_info.json"
 CONFIG = "config.yaml"

@@ -33,10 +33,10 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from analysis.runs import RUN, SETTINGS, RunFolder, RunSkipped, map_runs, name_runs, run_labels
-from models.masks import mask_bounds, visible_key_count
-from models.temperature import length_factor
-from models.transformer import Transformer
+from softhard.analysis.runs import RUN, SETTINGS, RunFolder, RunSkipped, map_runs, name_runs, run_labels
+from softhard.models.masks import mask_bounds, visible_key_count
+from softhard.models.temperature import length_factor
+from softhard.models.transformer import Transformer
 
 EPS = 1e-3  # the attention error the required temperature allows (as the compiler's EPSILON)
 TIE_RTOL = 1e-6  # logits within this (relative to max(1, |top|)) of the top tie with it: a few fp32 ulps

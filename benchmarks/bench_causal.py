@@ -31,7 +31,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.masks import causal_query_padding, mask_bounds, visibility  # noqa: E402
+from softhard.models.masks import causal_query_padding, mask_bounds, visibility  # noqa: E402
 
 
 def attend_square(q, k, v):

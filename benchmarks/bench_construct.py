@@ -42,9 +42,9 @@ def measure(formula: str, alphabet: str, length: int, words: int, dtype: str, de
     """(best seconds of `repeat` evaluations, peak bytes one evaluation adds, exact everywhere), in this process."""
     import torch
 
-    from data.language import Language
-    from models.compiler.blocked import evaluate
-    from models.compiler.compiling import compile_formula
+    from softhard.data.language import Language
+    from softhard.models.compiler.blocked import evaluate
+    from softhard.models.compiler.compiling import compile_formula
 
     if threads:
         torch.set_num_threads(threads)

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from train.grid import load_grid, prepare_datasets, run_grid, tail  # noqa: E402
+from softhard.train.grid import load_grid, prepare_datasets, run_grid, tail  # noqa: E402
 
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flloat.parser.ltlf import LTLfParser  # noqa: E402
 
-from data.alphabet import Alphabet  # noqa: E402
-from data.ltl import parse  # noqa: E402
-from data.ltl.evaluate import label_positions  # noqa: E402
+from softhard.data.alphabet import Alphabet  # noqa: E402
+from softhard.data.ltl import parse  # noqa: E402
+from softhard.data.ltl.evaluate import label_positions  # noqa: E402
 from tests.test_oracles import to_flloat  # noqa: E402
 
 FORMULAS = [

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.positional import sinusoidal  # noqa: E402
-from models.transformer import Transformer, TransformerConfig  # noqa: E402
+from softhard.models.positional import sinusoidal  # noqa: E402
+from softhard.models.transformer import Transformer, TransformerConfig  # noqa: E402
 
 
 class TorchEncoder(nn.Module):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.report import build_report, parse_probe_seeds  # noqa: E402
+from softhard.analysis.report import build_report, parse_probe_seeds  # noqa: E402
 from tests.conftest import TINY_GRID, train_tiny_run  # noqa: E402
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.registry import REGISTRY  # noqa: E402
+from softhard.data.registry import REGISTRY  # noqa: E402
 
 LANGUAGES = [
     "since_ab",

@@ -21,9 +21,9 @@ import pytorch_lightning as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import TransformerConfig  # noqa: E402
-from train.data import LanguageDataModule  # noqa: E402
-from train.module import LanguageModel  # noqa: E402
+from softhard.models import TransformerConfig  # noqa: E402
+from softhard.train.data import LanguageDataModule  # noqa: E402
+from softhard.train.module import LanguageModel  # noqa: E402
 
 
 class BatchTimer(pl.Callback):

@@ -6,8 +6,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from data.errors import UnknownSymbolError
-from data.ltl.parser import is_symbol
+from softhard.data.errors import UnknownSymbolError
+from softhard.data.ltl.parser import is_symbol
 
 Word = str | Sequence[str]
 

@@ -27,9 +27,9 @@ from typing import Mapping
 
 import numpy as np
 
-from data.alphabet import Alphabet, Word
-from data.errors import AutomatonTooLargeError, NotRegularError
-from data.ltl.syntax import (
+from softhard.data.alphabet import Alphabet, Word
+from softhard.data.errors import AutomatonTooLargeError, NotRegularError
+from softhard.data.ltl.syntax import (
     Arithmetic,
     Binary,
     Compare,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data import registry
-from data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, dataset_path
-from data.language import LABELS, Language
+from softhard.data import registry
+from softhard.data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, dataset_path
+from softhard.data.language import LABELS, Language
 
 
 def _language(args) -> Language:

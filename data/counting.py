@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.alphabet import Alphabet
-from data.automata import compile_letters
-from data.errors import AutomatonTooLargeError
-from data.ltl.evaluate import evaluate_nodes
-from data.ltl.syntax import Binary, Compare, Constant, Count, Formula, Integer, Modulo, Symbol, Term, Unary
+from softhard.data.alphabet import Alphabet
+from softhard.data.automata import compile_letters
+from softhard.data.errors import AutomatonTooLargeError
+from softhard.data.ltl.evaluate import evaluate_nodes
+from softhard.data.ltl.syntax import Binary, Compare, Constant, Count, Formula, Integer, Modulo, Symbol, Term, Unary
 
 MAX_TABLE_CELLS = 20_000_000
 MAX_PROPOSITIONS = 8

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import EmptyClassError
-from data.language import Language
+from softhard.data.errors import EmptyClassError
+from softhard.data.language import Language
 
 FORMAT_VERSION = 1
 DEFAULT_CACHE = Path(os.environ.get("SOFTHARD_DATA", "runs/data"))

@@ -7,14 +7,14 @@ from functools import cached_property
 
 import numpy as np
 
-from data.alphabet import Alphabet
-from data.automata import DFA, compile_dfa
-from data.counting import counting_automaton
-from data.errors import EmptyClassError, NotRegularError
-from data.ltl import Formula, parse
-from data.ltl.evaluate import label_positions, truth_tables
-from data.ltl.syntax import Compare
-from data.sampling import PathSampler
+from softhard.data.alphabet import Alphabet
+from softhard.data.automata import DFA, compile_dfa
+from softhard.data.counting import counting_automaton
+from softhard.data.errors import EmptyClassError, NotRegularError
+from softhard.data.ltl import Formula, parse
+from softhard.data.ltl.evaluate import label_positions, truth_tables
+from softhard.data.ltl.syntax import Compare
+from softhard.data.sampling import PathSampler
 
 LABELS = ("positive", "negative", "any")
 

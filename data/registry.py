@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from data.language import Language
+from softhard.data.language import Language
 
 CLASSES = ("local", "star-free", "counting", "non-star-free")
 

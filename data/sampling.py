@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.errors import EmptyClassError
+from softhard.data.errors import EmptyClassError
 
 
 def log_path_counts(transitions: np.ndarray, accepting: np.ndarray, length: int) -> np.ndarray:

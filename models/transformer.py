@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
-from models.positional import (
+from softhard.models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
+from softhard.models.positional import (
     POSITIONAL,
     PositionalEncoding,
     alibi_bias,
@@ -37,7 +37,7 @@ from models.positional import (
     apply_rope,
     rope_angles,
 )
-from models.temperature import (
+from softhard.models.temperature import (
     LENGTH_FACTORS,
     TAU_MIN,
     TEMPERATURES,

@@ -10,12 +10,12 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "data": ("data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
-    "train": ("train.cli", "train a transformer on a language from a YAML config (LightningCLI)"),
-    "construct": ("models.compiler.cli", "compile a formula into hard/soft attention and check it against data.ltl"),
-    "sweep": ("models.compiler.sweep", "largest exact temperature vs length per dtype of a compiled formula: CSV, figures"),
-    "grid": ("train.grid", "run a grid of training runs in parallel on one machine (resumable)"),
-    "report": ("analysis.report", "markdown/HTML report of runs: length generalization, attention vs constructions, "
+    "data": ("softhard.data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
+    "train": ("softhard.train.cli", "train a transformer on a language from a YAML config (LightningCLI)"),
+    "construct": ("softhard.models.compiler.cli", "compile a formula into hard/soft attention and check it against data.ltl"),
+    "sweep": ("softhard.models.compiler.sweep", "largest exact temperature vs length per dtype of a compiled formula: CSV, figures"),
+    "grid": ("softhard.train.grid", "run a grid of training runs in parallel on one machine (resumable)"),
+    "report": ("softhard.analysis.report", "markdown/HTML report of runs: length generalization, attention vs constructions, "
                "temperature, probes"),
     "quickstart": ("softhard.quickstart", "data, training and a report of four runs in a few CPU minutes"),
 }

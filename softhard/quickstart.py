@@ -15,9 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-from analysis.report import build_report
-from train import cli as train_cli
-from train import run_folder
+from softhard.analysis.report import build_report
+from softhard.train import cli as train_cli
+from softhard.train import run_folder
 
 LANGUAGES = ("since_ab", "majority")
 TEMPERATURES = ("fixed", "log_n")

@@ -36,7 +36,7 @@ TINY_GRID = [
 
 
 def train_tiny_run(out: Path, language: str, temperature: str, seed: int) -> Path:
-    from train.cli import main as train
+    from softhard.train.cli import main as train
 
     run_dir = out / f"{language}-{temperature}-seed{seed}"
     code = train([*TINY_RUN, "--trainer.max_epochs", "2", "--model.transformer.positional", '["i/n"]',

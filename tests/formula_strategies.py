@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from data.ltl.syntax import Arithmetic, Binary, Compare, Constant, Count, Integer, Modulo, Symbol, Unary
+from softhard.data.ltl.syntax import Arithmetic, Binary, Compare, Constant, Count, Integer, Modulo, Symbol, Unary
 
 SYMBOLS = ("a", "b", "c")
 PAST = ("Y", "O", "H")

@@ -18,12 +18,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from analysis import attention as att
-from analysis.runs import RunFolder, RunSkipped
-from data.alphabet import Alphabet
-from data.ltl import parse
-from data.ltl.evaluate import label_positions
-from models.compiler import compile_formula
+from softhard.analysis import attention as att
+from softhard.analysis.runs import RunFolder, RunSkipped
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl import parse
+from softhard.data.ltl.evaluate import label_positions
+from softhard.models.compiler import compile_formula
 
 # Four heads, two per layer, every slot used, pairwise different target sets: S (last), F (any),
 # then Y (i - 1) and X (i + 1) on top.

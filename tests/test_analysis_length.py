@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis.length_generalization import (
+from softhard.analysis.length_generalization import (
     METRICS,
     accuracy_by_length,
     breakdown_length,
@@ -24,7 +24,7 @@ from analysis.length_generalization import (
     summary_table,
     write_summary,
 )
-from analysis.runs import collect_runs
+from softhard.analysis.runs import collect_runs
 
 LENGTHS = [5, 10, 20, 40, 80]
 SPLITS = {5: "test_5_10", 10: "test_5_10", 20: "test_11_40", 40: "test_11_40", 80: "test_41_80"}

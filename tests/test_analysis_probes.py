@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from analysis.probes import (
+from softhard.analysis.probes import (
     PROBE_COLUMNS,
     construction_layers,
     plot_probes,
@@ -19,13 +19,13 @@ from analysis.probes import (
     sample_words,
     word_split,
 )
-from analysis.runs import RunFolder
-from data.alphabet import Alphabet
-from data.language import Language
-from data.ltl import parse
-from data.ltl.evaluate import truth_tables
-from models import Transformer, TransformerConfig
-from models.compiler import compile_formula
+from softhard.analysis.runs import RunFolder
+from softhard.data.alphabet import Alphabet
+from softhard.data.language import Language
+from softhard.data.ltl import parse
+from softhard.data.ltl.evaluate import truth_tables
+from softhard.models import Transformer, TransformerConfig
+from softhard.models.compiler import compile_formula
 
 FORMULA = "Y (a S b) & O c | #a > #b"  # local, temporal (two levels), counting and Boolean subformulas
 ALPHABET = Alphabet(("a", "b", "c"))

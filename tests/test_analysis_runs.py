@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.runs import RunFolder, RunSkipped, collect_runs, describe, find_runs, wandb_runs
-from models.temperature import TemperatureSchedule
+from softhard.analysis.runs import RunFolder, RunSkipped, collect_runs, describe, find_runs, wandb_runs
+from softhard.models.temperature import TemperatureSchedule
 from tests.conftest import TINY_GRID
 
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from greenery import parse as parse_regex
 
-from data.alphabet import Alphabet
-from data.automata import DFA, MAX_ATOMS, MAX_DFA_STATES, compile_dfa
-from data.errors import AutomatonTooLargeError, NotRegularError
-from data.ltl import parse
-from data.ltl.evaluate import label_positions
-from data.ltl.syntax import Arithmetic, Binary, Constant, Count, Formula, Integer, Modulo, Symbol, Unary
-from data.registry import REGISTRY
+from softhard.data.alphabet import Alphabet
+from softhard.data.automata import DFA, MAX_ATOMS, MAX_DFA_STATES, compile_dfa
+from softhard.data.errors import AutomatonTooLargeError, NotRegularError
+from softhard.data.ltl import parse
+from softhard.data.ltl.evaluate import label_positions
+from softhard.data.ltl.syntax import Arithmetic, Binary, Constant, Count, Formula, Integer, Modulo, Symbol, Unary
+from softhard.data.registry import REGISTRY
 
 MAX_LENGTH = 8
 REGULAR = sorted(name for name, spec in REGISTRY.items() if spec.language().is_regular)

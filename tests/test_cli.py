@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from data.ltl import parse
+from softhard.data.ltl import parse
 from softhard.cli import main
 
 SAMPLE = ["data", "sample", "--formula", "a S b", "--alphabet", "a,b,c", "--length", "7", "--count", "25"]

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from data.alphabet import Alphabet
-from data.language import Language
-from data.ltl import parse
-from data.ltl.evaluate import label_positions
-from data.ltl.syntax import (
+from softhard.data.alphabet import Alphabet
+from softhard.data.language import Language
+from softhard.data.ltl import parse
+from softhard.data.ltl.evaluate import label_positions
+from softhard.data.ltl.syntax import (
     Arithmetic,
     Binary,
     Compare,
@@ -26,13 +26,13 @@ from data.ltl.syntax import (
     temporal_depth,
     uses_counting,
 )
-from data.registry import REGISTRY
-from models.compiler import compile_formula
-from models.compiler import layout as layout_module
-from models.compiler.blocked import evaluate
-from models.compiler.layout import MAX_LEAVES, leaves, plan
-from models.compiler.operators import aux_score
-from models.transformer import Transformer
+from softhard.data.registry import REGISTRY
+from softhard.models.compiler import compile_formula
+from softhard.models.compiler import layout as layout_module
+from softhard.models.compiler.blocked import evaluate
+from softhard.models.compiler.layout import MAX_LEAVES, leaves, plan
+from softhard.models.compiler.operators import aux_score
+from softhard.models.transformer import Transformer
 
 NON_COUNTING = [spec for spec in REGISTRY.values() if spec.kind != "counting" and not uses_counting(parse(spec.formula))]
 

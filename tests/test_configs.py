@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data.registry import REGISTRY
-from train.cli import main as train
+from softhard.data.registry import REGISTRY
+from softhard.train.cli import main as train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 KEY_LINE = re.compile(r"^\s*[\w.\-]+:(\s|$)")  # a YAML mapping key such as `  max_epochs: 20`

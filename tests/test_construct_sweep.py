@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from data.alphabet import Alphabet
-from data.ltl import parse
-from data.ltl.evaluate import label_positions
-from models.compiler import compile_formula
-from models.compiler.blocked import evaluate, head_targets
-from models.compiler.sweep import C_MAX, critical_factor
-from models.compiler.sweep import main as sweep
-from models.masks import MASK_BOUNDS
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl import parse
+from softhard.data.ltl.evaluate import label_positions
+from softhard.models.compiler import compile_formula
+from softhard.models.compiler.blocked import evaluate, head_targets
+from softhard.models.compiler.sweep import C_MAX, critical_factor
+from softhard.models.compiler.sweep import main as sweep
+from softhard.models.masks import MASK_BOUNDS
 from softhard.cli import main as softhard
 
 FORMULAS = [  # past and future, counting, every target rule (self: F and G in soft-unbounded)

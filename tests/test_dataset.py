@@ -8,10 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from data import dataset as dataset_module
-from data.dataset import DatasetSpec, build_dataset, dataset_path, read_manifest
-from data.errors import EmptyClassError
-from data.registry import get
+from softhard.data import dataset as dataset_module
+from softhard.data.dataset import DatasetSpec, build_dataset, dataset_path, read_manifest
+from softhard.data.errors import EmptyClassError
+from softhard.data.registry import get
 
 SMALL = DatasetSpec(min_length=1, max_length=8, train_per_length=12, validation_per_length=4, test_per_length=4)
 

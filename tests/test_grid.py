@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from train import run_folder
-from train.cli import main as train
-from train.grid import GridError, load_grid
-from train.grid import main as grid
+from softhard.train import run_folder
+from softhard.train.cli import main as train
+from softhard.train.grid import GridError, load_grid
+from softhard.train.grid import main as grid
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

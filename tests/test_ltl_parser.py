@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from data.ltl import FormulaSyntaxError, UnknownSymbolError, parse
-from data.ltl.syntax import Arithmetic, Binary, Compare, Count, Integer, Symbol, Unary
+from softhard.data.ltl import FormulaSyntaxError, UnknownSymbolError, parse
+from softhard.data.ltl.syntax import Arithmetic, Binary, Compare, Count, Integer, Symbol, Unary
 from tests.formula_strategies import formulas
 
 SPEC_EXAMPLES = [  # ltl-spec.md, word abba

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 
-from data.ltl import parse
-from data.ltl.syntax import Arithmetic, Binary, Compare, Constant, Count, Integer, Modulo, Symbol, Unary
+from softhard.data.ltl import parse
+from softhard.data.ltl.syntax import Arithmetic, Binary, Compare, Constant, Count, Integer, Modulo, Symbol, Unary
 from tests.formula_strategies import formulas, words
 
 

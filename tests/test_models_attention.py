@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
-from models.positional import apply_rope, rope_angles
-from models.temperature import HostCopy, TemperatureSchedule, length_factor
-from models.transformer import SelfAttention, Transformer, TransformerConfig, hard_attention
+from softhard.models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
+from softhard.models.positional import apply_rope, rope_angles
+from softhard.models.temperature import HostCopy, TemperatureSchedule, length_factor
+from softhard.models.transformer import SelfAttention, Transformer, TransformerConfig, hard_attention
 
 NEG = float("-inf")
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from models.positional import alibi_bias, alibi_slopes, apply_rope, rope_angles, sinusoidal, theory_features
-from models.transformer import Transformer, TransformerConfig
+from softhard.models.positional import alibi_bias, alibi_slopes, apply_rope, rope_angles, sinusoidal, theory_features
+from softhard.models.transformer import Transformer, TransformerConfig
 
 
 def make(seed=0, **kw):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from models.temperature import TemperatureSchedule
-from models.transformer import Transformer, TransformerConfig
+from softhard.models.temperature import TemperatureSchedule
+from softhard.models.transformer import Transformer, TransformerConfig
 
 
 def make(seed=0, **kw):

@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 from flloat.parser.ltlf import LTLfParser
 
-from data.alphabet import Alphabet
-from data.ltl import parse
-from data.ltl.evaluate import label_positions
-from data.ltl.syntax import Binary, Constant, Formula, Symbol, Unary
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl import parse
+from softhard.data.ltl.evaluate import label_positions
+from softhard.data.ltl.syntax import Binary, Constant, Formula, Symbol, Unary
 
 _FLLOAT = LTLfParser()
 

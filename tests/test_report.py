@@ -9,11 +9,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from analysis.report import build_report
-from analysis.report import main as report
+from softhard.analysis.report import build_report
+from softhard.analysis.report import main as report
 from softhard.quickstart import main as quickstart
-from train import run_folder
-from train.run_folder import LENGTH_TABLE
+from softhard.train import run_folder
+from softhard.train.run_folder import LENGTH_TABLE
 
 
 def images_and_files(text: str) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from train import run_folder
-from train.run_folder import LAST_CHECKPOINT, LENGTH_TABLE
+from softhard.train import run_folder
+from softhard.train.run_folder import LAST_CHECKPOINT, LENGTH_TABLE
 
 
 def make_folder(run_dir, *files):

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from data.errors import AutomatonTooLargeError, EmptyClassError
-from data.language import Language
-from data.registry import REGISTRY
+from softhard.data.errors import AutomatonTooLargeError, EmptyClassError
+from softhard.data.language import Language
+from softhard.data.registry import REGISTRY
 
 COUNTING = ["majority", "dyck1", "equal_count", "majority_abc", "dyck_depth3"]
 Z_999 = 3.090232  # standard normal quantile at 0.999

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from models.transformer import TransformerConfig
+from softhard.models.transformer import TransformerConfig
 from tests.conftest import TINY_RUN
-from train.cli import main as train
-from train.metrics import read_metrics
-from train.module import LanguageModel
+from softhard.train.cli import main as train
+from softhard.train.metrics import read_metrics
+from softhard.train.module import LanguageModel
 
 TINY = ["--data.language", "since_ab", *TINY_RUN]
 
@@ -93,7 +93,7 @@ def test_last_step_is_evaluated_once_when_it_is_also_a_periodic_step(tmp_path):
 def test_validation_figures_do_not_depend_on_the_eval_batch_size(tmp_path):
     import pytorch_lightning as pl
 
-    from train.data import LanguageDataModule
+    from softhard.train.data import LanguageDataModule
 
     module = None
     results = []

@@ -9,9 +9,9 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from train import plots
-from train.evaluation import append_table, length_generalization
-from train.run_folder import LENGTH_TABLE, LENGTHGEN_PREFIX, forget_after
+from softhard.train import plots
+from softhard.train.evaluation import append_table, length_generalization
+from softhard.train.run_folder import LENGTH_TABLE, LENGTHGEN_PREFIX, forget_after
 
 
 class TemperatureScheduleCallback(pl.Callback):
@@ -97,7 +97,7 @@ class AttentionCaptureCallback(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         if not trainer.is_global_zero or self.probe_words < 1:
             return
-        from train.data import collate
+        from softhard.train.data import collate
 
         dataset = trainer.datamodule.dataset
         splits = ["validation"] + [name for name in dataset if name.startswith("test_")]

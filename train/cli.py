@@ -26,16 +26,16 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from train.callbacks import (
+from softhard.train.callbacks import (
     AttentionCaptureCallback,
     LengthGeneralizationCallback,
     ResumeCallback,
     TemperatureScheduleCallback,
 )
-from train.data import LanguageDataModule
-from train.metrics import JsonlLogger
-from train.module import LanguageModel
-from train.run_folder import LAST_CHECKPOINT
+from softhard.train.data import LanguageDataModule
+from softhard.train.metrics import JsonlLogger
+from softhard.train.module import LanguageModel
+from softhard.train.run_folder import LAST_CHECKPOINT
 
 WANDB_MODES = ("offline", "online", "disabled")
 

@@ -15,9 +15,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from data import registry
-from data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, fingerprint
-from data.language import Language
+from softhard.data import registry
+from softhard.data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, fingerprint
+from softhard.data.language import Language
 
 
 class EpochSeededSampler(Sampler[int]):

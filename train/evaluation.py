@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from train.module import LanguageModel, masked_position_mask
+from softhard.train.module import LanguageModel, masked_position_mask
 
 COLUMNS = ["step", "split", "length", "words", "string_accuracy", "position_accuracy", "word_position_accuracy"]
 

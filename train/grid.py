@@ -51,7 +51,7 @@ from typing import Any, Optional
 import yaml
 from tqdm import tqdm
 
-from train import run_folder
+from softhard.train import run_folder
 
 GRID_KEYS = ("languages", "config_dir", "positional", "temperature", "seeds", "overrides")
 CSV_COLUMNS = ("name", "language", "positional", "temperature", "seed", "run_dir", "status", "exit_code", "seconds")
@@ -245,7 +245,7 @@ def _axis(spec: dict, key: str, path: Path, check) -> Optional[list]:
 
 
 def _check_positional(value: Any) -> Optional[str]:
-    from models.positional import POSITIONAL
+    from softhard.models.positional import POSITIONAL
 
     if not isinstance(value, list):
         return 'each positional value is a list of encodings, e.g. ["i/n"] or [] for none'
@@ -256,7 +256,7 @@ def _check_positional(value: Any) -> Optional[str]:
 
 
 def _check_temperature(value: Any) -> Optional[str]:
-    from models.temperature import TEMPERATURES
+    from softhard.models.temperature import TEMPERATURES
 
     def flat(v):  # one mode, n_heads modes, or n_layers lists of them
         return [m for item in v for m in flat(item)] if isinstance(v, list) else [v]
@@ -347,7 +347,7 @@ def prepare_datasets(runs: list[Run], progress: bool = True) -> None:
             groups.setdefault(json.dumps(args, sort_keys=True, default=str), (run, args))
     if not groups:
         return
-    from train.data import LanguageDataModule
+    from softhard.train.data import LanguageDataModule
 
     for run, args in tqdm(list(groups.values()), desc="datasets", unit="dataset", disable=not progress):
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 
-from train.run_folder import METRICS_FILE
+from softhard.train.run_folder import METRICS_FILE
 
 
 class JsonlLogger(Logger):

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from models import Transformer, TransformerConfig
+from softhard.models import Transformer, TransformerConfig
 
 OBJECTIVES = ("position", "string", "both")
 

@@ -1,12 +1,12 @@
 """Formulas of LTL with past, future and counting (shared/docs/ltl-spec.md): parse and evaluate.
 
-    >>> from data.ltl import parse
+    >>> from softhard.data.ltl import parse
     >>> parse("b S a").evaluate("abba").astype(int).tolist()
     [0, 1, 1, 1]
 """
 
-from data.errors import FormulaSyntaxError, UnknownSymbolError
-from data.ltl.parser import is_symbol, parse
-from data.ltl.syntax import Formula, Term
+from softhard.data.errors import FormulaSyntaxError, UnknownSymbolError
+from softhard.data.ltl.parser import is_symbol, parse
+from softhard.data.ltl.syntax import Formula, Term
 
 __all__ = ["parse", "is_symbol", "Formula", "Term", "FormulaSyntaxError", "UnknownSymbolError"]

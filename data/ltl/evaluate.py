@@ -12,8 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
-from data.alphabet import Alphabet, Word
-from data.ltl.syntax import (
+from softhard.data.alphabet import Alphabet, Word
+from softhard.data.ltl.syntax import (
     Arithmetic,
     Binary,
     Compare,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from data.errors import FormulaSyntaxError
-from data.ltl.syntax import (
+from softhard.data.errors import FormulaSyntaxError
+from softhard.data.ltl.syntax import (
     COMPARISONS,
     TEMPORAL_UNARY,
     Arithmetic,

@@ -84,7 +84,7 @@ class Formula(Node):
     # Evaluation lives in data.ltl.evaluate; these methods are the stable public API.
     def evaluate(self, word, alphabet=None):
         """Truth at every position of ``word``: numpy bool array of shape (n,)."""
-        from data.ltl.evaluate import evaluate
+        from softhard.data.ltl.evaluate import evaluate
 
         return evaluate(self, word, alphabet)
 
@@ -94,13 +94,13 @@ class Formula(Node):
 
     def evaluate_batch(self, words, alphabet=None):
         """Truth at every position of each word: a list of bool arrays, one per word."""
-        from data.ltl.evaluate import evaluate_batch
+        from softhard.data.ltl.evaluate import evaluate_batch
 
         return evaluate_batch(self, words, alphabet)
 
     def truth_table(self, word, alphabet=None):
         """Every subformula's truth at every position: ``{str(subformula): bool array (n,)}``."""
-        from data.ltl.evaluate import truth_table
+        from softhard.data.ltl.evaluate import truth_table
 
         return truth_table(self, word, alphabet)
 

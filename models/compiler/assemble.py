@@ -27,12 +27,12 @@ import itertools
 import numpy as np
 import torch
 
-from data.alphabet import Alphabet
-from data.ltl.evaluate import label_positions
-from data.ltl.syntax import Formula
-from models.compiler.layout import MAX_LEAVES, Layout, boolean_value, leaves
-from models.compiler.operators import D_HEAD, ONE, HeadSpec
-from models.transformer import Transformer, TransformerConfig
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl.evaluate import label_positions
+from softhard.data.ltl.syntax import Formula
+from softhard.models.compiler.layout import MAX_LEAVES, Layout, boolean_value, leaves
+from softhard.models.compiler.operators import D_HEAD, ONE, HeadSpec
+from softhard.models.transformer import Transformer, TransformerConfig
 
 M_STEP = 4.0
 SCALE = 10.0

@@ -41,11 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.ltl.evaluate import label_positions
-from models.compiler.compiled import CompiledModel, HeadInfo
-from models.masks import MASK_BOUNDS
-from models.positional import theory_features
-from models.transformer import hard_attention
+from softhard.data.ltl.evaluate import label_positions
+from softhard.models.compiler.compiled import CompiledModel, HeadInfo
+from softhard.models.masks import MASK_BOUNDS
+from softhard.models.positional import theory_features
+from softhard.models.transformer import hard_attention
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 # default block: at most this many logits (B * block * (n + 1)) per head and block, ~10 bytes each in flight;

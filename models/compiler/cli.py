@@ -19,11 +19,11 @@ import sys
 
 import torch
 
-from data.alphabet import Alphabet
-from data.language import Language
-from data.ltl import parse
-from models.compiler.blocked import DTYPES, evaluate
-from models.compiler.compiling import compile_formula
+from softhard.data.alphabet import Alphabet
+from softhard.data.language import Language
+from softhard.data.ltl import parse
+from softhard.models.compiler.blocked import DTYPES, evaluate
+from softhard.models.compiler.compiling import compile_formula
 
 MODES = ("hard", "soft-unbounded", "soft-scaled")
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from data.alphabet import Alphabet
-from data.ltl.evaluate import label_positions
-from data.ltl.syntax import Formula
-from models.transformer import Transformer
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl.evaluate import label_positions
+from softhard.data.ltl.syntax import Formula
+from softhard.models.transformer import Transformer
 
 
 @dataclass

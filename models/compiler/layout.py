@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from data.ltl.syntax import (
+from softhard.data.ltl.syntax import (
     Arithmetic,
     Compare,
     Constant,
@@ -38,7 +38,7 @@ from data.ltl.syntax import (
     Node,
     uses_counting,
 )
-from models.compiler.operators import (
+from softhard.models.compiler.operators import (
     ONE,
     POS_I,
     POS_I2,

@@ -79,7 +79,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from data.ltl.syntax import (
+from softhard.data.ltl.syntax import (
     Arithmetic,
     Binary,
     Compare,

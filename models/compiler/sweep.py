@@ -51,12 +51,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.language import Language
-from models.compiler.blocked import DTYPES, evaluate
-from models.compiler.cli import add_word_arguments, at_least, language_of
-from models.compiler.compiled import CompiledModel
-from models.compiler.compiling import compile_formula
-from models.compiler.operators import BETA, EPSILON
+from softhard.data.language import Language
+from softhard.models.compiler.blocked import DTYPES, evaluate
+from softhard.models.compiler.cli import add_word_arguments, at_least, language_of
+from softhard.models.compiler.compiled import CompiledModel
+from softhard.models.compiler.compiling import compile_formula
+from softhard.models.compiler.operators import BETA, EPSILON
 
 BRACKET = 4.0  # the bracket grows by this factor per test
 C_MIN, C_MAX = BRACKET**-4, BRACKET**8  # the factors searched

@@ -8,8 +8,8 @@ its subformula; malformed arguments raise ``ValueError``.
 
 from __future__ import annotations
 
-from data.alphabet import Alphabet
-from data.ltl.syntax import Binary, Formula, Modulo, Unary
+from softhard.data.alphabet import Alphabet
+from softhard.data.ltl.syntax import Binary, Formula, Modulo, Unary
 
 MODES = ("hard", "soft-unbounded", "soft-scaled")
 
