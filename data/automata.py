@@ -14,8 +14,10 @@ Stage 3, minimisation: Moore's partition refinement, then a canonical numbering
 of one language are equal arrays.
 
 Limits (documented, checked as the work grows, never a hang): at most ``MAX_ATOMS``
-candidate atoms are valued and at most ``MAX_DFA_STATES`` subset states built; past
-either, ``AutomatonTooLargeError`` names the limit.
+candidate atoms are valued, at most ``MAX_NODE_VALUES`` subformula values computed for
+them (atoms x subformulas: a deep formula costs that much per atom) and at most
+``MAX_DFA_STATES`` subset states built; past any, ``AutomatonTooLargeError`` names the
+limit.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from softhard.data.ltl.syntax import (
 )
 
 MAX_ATOMS = 100_000
+MAX_NODE_VALUES = 3_000_000
 MAX_DFA_STATES = 10_000
 
 
@@ -140,6 +143,7 @@ class _AtomAutomaton:
                 f"formula {formula} has {len(self.future)} future operators: {self.guesses * len(letters)} "
                 f"atoms per step exceed the limit MAX_ATOMS = {MAX_ATOMS} (data.automata)"
             )
+        self._check_work(self.guesses * len(letters))
         self.valued = 0
         self.valuations: dict[tuple, list] = {}
         self._groups: dict[tuple, dict[tuple, list[tuple]]] = {}
@@ -175,6 +179,13 @@ class _AtomAutomaton:
             return lambda env, atom: env[a] % node.modulus == node.residue
         raise TypeError(f"cannot compile node {node}")
 
+    def _check_work(self, atoms: int) -> None:
+        if atoms * len(self.steps) > MAX_NODE_VALUES:
+            raise AutomatonTooLargeError(
+                f"formula {self.formula} needs more than MAX_NODE_VALUES = {MAX_NODE_VALUES} subformula values "
+                f"({atoms} atoms x {len(self.steps)} subformulas) (data.automata)"
+            )
+
     def valuation(self, atom: tuple) -> list:
         env = list(self.letter_values[atom[0]])
         for k, step in self.steps:
@@ -205,6 +216,7 @@ class _AtomAutomaton:
                 raise AutomatonTooLargeError(
                     f"formula {self.formula} needs more than MAX_ATOMS = {MAX_ATOMS} atoms (data.automata)"
                 )
+            self._check_work(self.valued)
             groups: dict[tuple, list[tuple]] = {}
             for bits in range(self.guesses):
                 future = tuple(bool(bits >> k & 1) for k in range(len(self.future)))

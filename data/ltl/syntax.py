@@ -111,7 +111,7 @@ COMPARISONS = operator_texts(kind="comparison")
 def node(cls):
     """A frozen dataclass node, compared and hashed by ``Node`` (never field by field, which
     would recurse down the tree)."""
-    cls = dataclass(frozen=True, eq=False)(cls)
+    cls = dataclass(frozen=True, eq=False, repr=False)(cls)
     cls._field_names = tuple(f.name for f in fields(cls))
     return cls
 
@@ -179,14 +179,18 @@ class Node:
         return frozenset(node.name for node in self.walk() if isinstance(node, Symbol))
 
     def __str__(self) -> str:
-        parts, stack = [], [self]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, str):
-                parts.append(item)
-            else:
-                stack.extend(reversed(item._pieces()))
-        return "".join(parts)
+        return _render(self, lambda node: node._pieces())
+
+    def __repr__(self) -> str:
+        """The dataclass form, e.g. ``Unary(op='Y', arg=Symbol(name='a'))``."""
+        return _render(self, Node._repr_pieces)
+
+    def _repr_pieces(self) -> tuple:
+        pieces: list = [f"{type(self).__qualname__}("]
+        for k, name in enumerate(self._field_names):
+            value = getattr(self, name)
+            pieces += [", " if k else "", f"{name}=", value if isinstance(value, Node) else repr(value)]
+        return (*pieces, ")")
 
     def _pieces(self) -> tuple:
         """This node's text: strings and the nodes printed in between, in order."""
@@ -199,6 +203,19 @@ class Node:
     def _values(self, operands: list[np.ndarray], ids: np.ndarray, alphabet: Alphabet) -> np.ndarray:
         """Values on encoded words ``ids`` (B, n), given the operands' values (data.ltl.evaluate)."""
         raise NotImplementedError
+
+
+def _render(root: Node, pieces) -> str:
+    """The text of ``root``, where ``pieces(node)`` gives a node's strings and the nodes
+    rendered in between, in order."""
+    parts, stack = [], [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        else:
+            stack.extend(reversed(pieces(item)))
+    return "".join(parts)
 
 
 class Formula(Node):
