@@ -179,11 +179,11 @@ class Node:
         return frozenset(node.name for node in self.walk() if isinstance(node, Symbol))
 
     def __str__(self) -> str:
-        return _render(self, lambda node: node._pieces())
+        return render(self, lambda node: node._pieces())
 
     def __repr__(self) -> str:
         """The dataclass form, e.g. ``Unary(op='Y', arg=Symbol(name='a'))``."""
-        return _render(self, Node._repr_pieces)
+        return render(self, Node._repr_pieces)
 
     def _repr_pieces(self) -> tuple:
         pieces: list = [f"{type(self).__qualname__}("]
@@ -205,7 +205,7 @@ class Node:
         raise NotImplementedError
 
 
-def _render(root: Node, pieces) -> str:
+def render(root: Node, pieces) -> str:
     """The text of ``root``, where ``pieces(node)`` gives a node's strings and the nodes
     rendered in between, in order."""
     parts, stack = [], [root]
