@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import graphlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
+import softhard.data as data_package
 from softhard.data.ltl import FormulaSyntaxError, UnknownSymbolError, parse
 from softhard.data.ltl.syntax import Arithmetic, Binary, Compare, Count, Integer, Symbol, Unary
 from tests.formula_strategies import formulas
@@ -248,3 +253,40 @@ def test_every_kind_of_nesting_counts_towards_the_limit(monkeypatch, opening, cl
         parse(opening * 51 + "a" + closing * 51)
     assert info.value.offset == 50 * len(opening) + operator_offset
     assert info.value.token == opening[operator_offset:].split()[0]
+
+
+# --- module structure ---------------------------------------------------------------------
+
+
+def _data_imports() -> dict[str, set[str]]:
+    """softhard.data's modules -> the softhard.data modules (and the packages they run) each
+    imports; fails on a softhard import anywhere but a module's top level (a lazy import, the
+    usual way round a loop; heavy third-party packages may be imported where they are used)."""
+    root = Path(data_package.__file__).parent
+    paths = {
+        ".".join(("softhard", "data", *(p for p in path.relative_to(root).with_suffix("").parts if p != "__init__"))): path
+        for path in root.rglob("*.py")
+    }
+    graph = {}
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text())
+        imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        nested = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) and node not in imports]
+        assert not [node for node in nested if "softhard" in ast.unparse(node)], f"{name} imports softhard lazily"
+        targets = set()
+        for node in imports:
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            else:
+                targets.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module for a in node.names)
+        own_packages = {name.rsplit(".", k)[0] for k in range(1, name.count("."))}
+        ran = {t.rsplit(".", k)[0] for t in targets for k in range(t.count(".") + 1)}  # a module runs its packages
+        graph[name] = {t for t in ran if t in paths and t not in own_packages and t != name}
+    return graph
+
+
+def test_data_modules_import_one_another_without_a_loop():
+    graph = _data_imports()
+    assert "softhard.data.ltl.parser" in graph["softhard.data.ltl"]  # the graph is really read
+    assert "softhard.data.alphabet" in graph["softhard.data.ltl.evaluate"]
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on a loop
