@@ -81,7 +81,7 @@ _PAST = [
 OPERATORS: dict[str, Operator] = {
     row.text: row
     for row in [
-        _connective("!", 1, lambda p: p ^ True),
+        _connective("!", 1, lambda p: p ^ True),  # not p, for bools and bool arrays alike
         _connective("&", 2, operator.and_, precedence=3),
         _connective("|", 2, operator.or_, precedence=2),
         _connective("->", 2, operator.le, precedence=1, right=True),  # p -> q is p <= q on truth values
