@@ -6,11 +6,13 @@ empty classes and reproducibility. Every random draw uses a fixed seed.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
 
+from softhard.data.cli import main
 from softhard.data.errors import AutomatonTooLargeError, EmptyClassError
 from softhard.data.language import Language
 from softhard.data.registry import REGISTRY
@@ -318,3 +320,11 @@ def test_deep_formulas_sample_uniformly_through_both_samplers():
     nested = Language.from_text("(" * 10_000 + "a S b" + ")" * 10_000, "a,b")
     draws, _ = assert_uniform(nested, 5, "negative", per_word=20, seed=4)
     assert_labels(nested, draws, "negative")
+
+
+def test_cli_samples_a_formula_of_400_nested_yesterdays(capsys):
+    """The issue's crash: `softhard data sample` with Y^400 a (a raw RecursionError before)."""
+    k = 400
+    assert main(["sample", "--formula", "Y " * k + "a", "--alphabet", "a,b", "--length", str(k + 3), "--count", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4 and all(row["label"] == (row["word"][2] == "a") for row in rows)  # a at n-1-k = 2
