@@ -8,7 +8,7 @@ one length of a dataset) are labelled at EVERY position by both, each from its o
 format prepared outside the timed region:
 
 - flloat: ``formula.truth(trace, i)`` for every i of every word, traces being lists of
-  ``{symbol: bool}`` (the strict-operator translation is the one pinned by
+  ``{symbol: bool}`` (the strict-operator translation of data/ltl/ltlf.py, pinned by
   tests/test_oracles.py), median of --flloat-repeats passes (flloat is slow);
 - ours: ``label_positions`` on the (words, length) array of symbol ids that the samplers
   produce, median of --repeats; and, for information, ``Formula.evaluate_batch`` on the
@@ -36,7 +36,7 @@ from flloat.parser.ltlf import LTLfParser  # noqa: E402
 from softhard.data.alphabet import Alphabet  # noqa: E402
 from softhard.data.ltl import parse  # noqa: E402
 from softhard.data.ltl.evaluate import label_positions  # noqa: E402
-from tests.test_oracles import to_flloat  # noqa: E402
+from softhard.data.ltl.ltlf import to_flloat  # noqa: E402
 
 FORMULAS = [
     "X a",

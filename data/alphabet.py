@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import re
+
 import numpy as np
 
 from softhard.data.errors import UnknownSymbolError
-from softhard.data.ltl.parser import is_symbol
 
 Word = str | Sequence[str]
+
+SYMBOL = r"[a-z][a-z0-9_]*"  # the formula tokenizer reads names with this pattern too
+RESERVED = frozenset({"true", "false"})  # the other keywords (Y X O H F G S U) are capitals
+_SYMBOL = re.compile(SYMBOL + r"\Z")
+
+
+def is_symbol(text: str) -> bool:
+    """Whether ``text`` is a valid symbol name: ``[a-z][a-z0-9_]*`` and no keyword."""
+    return isinstance(text, str) and bool(_SYMBOL.match(text)) and text not in RESERVED
+
+
+def as_alphabet(alphabet: "Alphabet | str | Iterable[str]") -> "Alphabet":
+    """An Alphabet as given, or built from ``"a,b,c"`` or from a sequence of symbols."""
+    if isinstance(alphabet, Alphabet):
+        return alphabet
+    return Alphabet.from_text(alphabet) if isinstance(alphabet, str) else Alphabet(alphabet)
 
 
 class Alphabet:

@@ -14,8 +14,10 @@ Stage 3, minimisation: Moore's partition refinement, then a canonical numbering
 of one language are equal arrays.
 
 Limits (documented, checked as the work grows, never a hang): at most ``MAX_ATOMS``
-candidate atoms are valued and at most ``MAX_DFA_STATES`` subset states built; past
-either, ``AutomatonTooLargeError`` names the limit.
+candidate atoms are valued, at most ``MAX_NODE_VALUES`` subformula values computed for
+them (atoms x subformulas: a deep formula costs that much per atom) and at most
+``MAX_DFA_STATES`` subset states built; past any, ``AutomatonTooLargeError`` names the
+limit.
 """
 
 from __future__ import annotations
@@ -46,11 +48,9 @@ from softhard.data.ltl.syntax import (
 )
 
 MAX_ATOMS = 100_000
+MAX_NODE_VALUES = 3_000_000
 MAX_DFA_STATES = 10_000
 
-_BOOLEAN = {"&": lambda p, q: p and q, "|": lambda p, q: p or q, "->": lambda p, q: (not p) or q, "<->": lambda p, q: p == q}
-_PAST_START = {"Y": False, "O": False, "H": True, "S": False}
-_FUTURE_END = {"X": False, "F": False, "G": True, "U": False}
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,7 @@ class _AtomAutomaton:
         self.past = [node for node in self.nodes if is_past(node)]
         self.future = [node for node in self.nodes if is_future(node)]
         self.counts = [node for node in self.nodes if isinstance(node, Count)]
+        self.slot = {node: k for group in (self.past, self.future, self.counts) for k, node in enumerate(group)}
         moduli = [node.modulus for node in self.nodes if isinstance(node, Modulo)]
         self.modulus = math.lcm(*moduli) if moduli else 1
         self.steps = [(self.index[node], self._step(node)) for node in self.nodes if node not in letters[0]]
@@ -142,6 +143,7 @@ class _AtomAutomaton:
                 f"formula {formula} has {len(self.future)} future operators: {self.guesses * len(letters)} "
                 f"atoms per step exceed the limit MAX_ATOMS = {MAX_ATOMS} (data.automata)"
             )
+        self._check_work(self.guesses * len(letters))
         self.valued = 0
         self.valuations: dict[tuple, list] = {}
         self._groups: dict[tuple, dict[tuple, list[tuple]]] = {}
@@ -152,30 +154,37 @@ class _AtomAutomaton:
         m = self.modulus
         if isinstance(node, Constant):
             return lambda env, atom: node.value
-        if node in self.past:
-            k = self.past.index(node)
+        if is_past(node):
+            k = self.slot[node]
             return lambda env, atom: atom[1][k]
-        if node in self.future:
-            k = self.future.index(node)
+        if is_future(node):
+            k = self.slot[node]
             return lambda env, atom: atom[3][k]
         if isinstance(node, Unary):  # only "!" is left
-            a = at(node.arg)
-            return lambda env, atom: not env[a]
+            a, op = at(node.arg), node.operator.function
+            return lambda env, atom: op(env[a])
         if isinstance(node, Binary):
-            a, b, op = at(node.left), at(node.right), _BOOLEAN[node.op]
+            a, b, op = at(node.left), at(node.right), node.operator.function
             return lambda env, atom: op(env[a], env[b])
         if isinstance(node, Count):
-            k, a = self.counts.index(node), at(node.arg)
+            k, a = self.slot[node], at(node.arg)
             return lambda env, atom: (atom[2][k] + env[a]) % m
         if isinstance(node, Integer):
             return lambda env, atom: node.value % m
         if isinstance(node, Arithmetic):
-            a, b, sign = at(node.left), at(node.right), 1 if node.op == "+" else -1
-            return lambda env, atom: (env[a] + sign * env[b]) % m
+            a, b, op = at(node.left), at(node.right), node.operator.function
+            return lambda env, atom: op(env[a], env[b]) % m
         if isinstance(node, Modulo):
             a = at(node.term)
             return lambda env, atom: env[a] % node.modulus == node.residue
         raise TypeError(f"cannot compile node {node}")
+
+    def _check_work(self, atoms: int) -> None:
+        if atoms * len(self.steps) > MAX_NODE_VALUES:
+            raise AutomatonTooLargeError(
+                f"formula {self.formula} needs more than MAX_NODE_VALUES = {MAX_NODE_VALUES} subformula values "
+                f"({atoms} atoms x {len(self.steps)} subformulas) (data.automata)"
+            )
 
     def valuation(self, atom: tuple) -> list:
         env = list(self.letter_values[atom[0]])
@@ -184,16 +193,9 @@ class _AtomAutomaton:
         return env
 
     def _recurrence(self, node: Node, env: list, own: bool) -> bool:
-        """The value of a past node one step later, or of a future node one step earlier:
-        Y/X p -> p; O/F p -> p | own; H/G p -> p & own; p S/U q -> q | (p & own)."""
-        if node.op in ("S", "U"):
-            return bool(env[self.index[node.right]] or (env[self.index[node.left]] and own))
-        value = env[self.index[node.arg]]
-        if node.op in ("O", "F"):
-            return bool(value or own)
-        if node.op in ("H", "G"):
-            return bool(value and own)
-        return bool(value)
+        """The value of a past node one step later, or of a future node one step earlier
+        (the operator table's recurrence)."""
+        return bool(node.operator.function(own, *(env[self.index[child]] for child in node.children())))
 
     def next_past(self, atom: tuple, env: list) -> tuple[tuple, tuple]:
         past = tuple(self._recurrence(node, env, own) for node, own in zip(self.past, atom[1]))
@@ -214,6 +216,7 @@ class _AtomAutomaton:
                 raise AutomatonTooLargeError(
                     f"formula {self.formula} needs more than MAX_ATOMS = {MAX_ATOMS} atoms (data.automata)"
                 )
+            self._check_work(self.valued)
             groups: dict[tuple, list[tuple]] = {}
             for bits in range(self.guesses):
                 future = tuple(bool(bits >> k & 1) for k in range(len(self.future)))
@@ -224,12 +227,12 @@ class _AtomAutomaton:
         return self._groups[key]
 
     def is_final(self, atom: tuple, env: list) -> bool:
-        at_end = all(value == _FUTURE_END[node.op] for node, value in zip(self.future, atom[3]))
+        at_end = all(value == node.operator.boundary for node, value in zip(self.future, atom[3]))
         return at_end and bool(env[-1])  # the root comes last
 
     # --- stages 1 and 2 ------------------------------------------------------------
     def atom_graph(self):
-        start_past = tuple(_PAST_START[node.op] for node in self.past)
+        start_past = tuple(node.operator.boundary for node in self.past)
         start_counters = tuple(0 for _ in self.counts)
         initial = [
             atom
@@ -296,17 +299,16 @@ def _post_order_stopping_at(root: Node, leaves: set) -> list[Node]:
     """Post-order of distinct nodes, not descending below ``leaves``."""
     order: list[Node] = []
     seen: set[Node] = set()
-
-    def visit(node: Node) -> None:
-        if node in seen:
-            return
-        seen.add(node)
-        if node not in leaves:
-            for child in node.children():
-                visit(child)
-        order.append(node)
-
-    visit(root)
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif node not in seen:
+            seen.add(node)
+            stack.append((node, True))
+            if node not in leaves:
+                stack.extend((child, False) for child in reversed(node.children()))
     return order
 
 

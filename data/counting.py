@@ -26,11 +26,10 @@ from softhard.data.alphabet import Alphabet
 from softhard.data.automata import compile_letters
 from softhard.data.errors import AutomatonTooLargeError
 from softhard.data.ltl.evaluate import evaluate_nodes
-from softhard.data.ltl.syntax import Binary, Compare, Constant, Count, Formula, Integer, Modulo, Symbol, Term, Unary
+from softhard.data.ltl.syntax import Binary, Compare, Constant, Formula, Modulo, Symbol, Unary, linear_form
 
 MAX_TABLE_CELLS = 20_000_000
 MAX_PROPOSITIONS = 8
-_COMPARE = {"<": np.less, "<=": np.less_equal, "=": np.equal, "!=": np.not_equal, ">": np.greater, ">=": np.greater_equal}
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class _Proposition:
         value = self.sign * form_values + self.constant
         if isinstance(self.node, Modulo):
             return np.mod(value, self.node.modulus) == self.node.residue
-        return _COMPARE[self.node.op](value, 0)
+        return self.node.operator.function(value, 0)
 
 
 def counting_automaton(formula: Formula, alphabet: Alphabet, length: int, accept: bool = True):
@@ -63,7 +62,7 @@ def counting_automaton(formula: Formula, alphabet: Alphabet, length: int, accept
     predicates: list[Formula] = []
     forms: list[tuple[int, ...]] = []
     propositions = []
-    linear = [(node, _linear_form(node, predicates)) for node in nodes]
+    linear = [(node, _counted_form(node, predicates)) for node in nodes]
     for node, (coefficients, constant) in linear:
         vector = tuple(coefficients.get(p, 0) for p in predicates)
         propositions.append(_proposition(node, vector, constant, forms))
@@ -115,38 +114,20 @@ def _proposition(node, vector, constant, forms) -> _Proposition:
     return _Proposition(node, forms.index(normal), sign, constant)
 
 
-def _linear_form(node, predicates: list[Formula]) -> tuple[dict[Formula, int], int]:
-    """Coefficients over counted predicates and the constant of ``left - right`` (or the term)."""
-    if isinstance(node, Compare):
-        left, left_constant = _linear_term(node.left, predicates)
-        right, right_constant = _linear_term(node.right, predicates)
-        for predicate, coefficient in right.items():
-            left[predicate] = left.get(predicate, 0) - coefficient
-        return left, left_constant - right_constant
-    return _linear_term(node.term, predicates)
-
-
-def _linear_term(term: Term, predicates: list[Formula]) -> tuple[dict[Formula, int], int]:
-    if isinstance(term, Integer):
-        return {}, term.value
-    if isinstance(term, Count):
-        _require_local(term.arg)
-        if term.arg not in predicates:
-            predicates.append(term.arg)
-        return {term.arg: 1}, 0
-    left, left_constant = _linear_term(term.left, predicates)
-    right, right_constant = _linear_term(term.right, predicates)
-    sign = 1 if term.op == "+" else -1
-    for predicate, coefficient in right.items():
-        left[predicate] = left.get(predicate, 0) + sign * coefficient
-    return left, left_constant + sign * right_constant
+def _counted_form(node: Compare | Modulo, predicates: list[Formula]) -> tuple[dict[Formula, int], int]:
+    """The linear form of a comparison or modular test over counted predicates (each checked to
+    be letter-local and recorded in ``predicates``), and its constant."""
+    coefficients, constant = linear_form(node)
+    for count in coefficients:
+        _require_local(count.arg)
+        if count.arg not in predicates:
+            predicates.append(count.arg)
+    return {count.arg: c for count, c in coefficients.items()}, constant
 
 
 def _require_local(predicate: Formula) -> None:
     for node in predicate.walk():
-        local = isinstance(node, (Symbol, Constant)) or (
-            isinstance(node, (Unary, Binary)) and node.op in ("!", "&", "|", "->", "<->")
-        )
+        local = isinstance(node, (Symbol, Constant)) or (isinstance(node, (Unary, Binary)) and node.operator.kind == "boolean")
         if not local:
             raise ValueError(
                 f"the counting sampler counts letter predicates only: #({predicate}) contains {node}"

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from softhard.data.ltl.syntax import Arithmetic, Binary, Compare, Constant, Count, Integer, Modulo, Symbol, Unary
+from softhard.data.ltl.syntax import (
+    COMPARISONS,
+    Arithmetic,
+    Binary,
+    Compare,
+    Constant,
+    Count,
+    Integer,
+    Modulo,
+    Symbol,
+    Unary,
+    operator_texts,
+)
 
 SYMBOLS = ("a", "b", "c")
-PAST = ("Y", "O", "H")
-FUTURE = ("X", "F", "G")
+PAST = operator_texts(kind="temporal", arity=1, direction="past")
+FUTURE = operator_texts(kind="temporal", arity=1, direction="future")
+BINARY = operator_texts(arity=2, kind="boolean") + operator_texts(arity=2, kind="temporal")
 
 
 def terms(formulas):
     operand = st.one_of(st.builds(Count, formulas), st.builds(Integer, st.integers(0, 3)))
-    chain = st.lists(st.tuples(st.sampled_from(["+", "-"]), operand), max_size=2)
+    chain = st.lists(st.tuples(st.sampled_from(operator_texts(kind="arithmetic")), operand), max_size=2)
 
     def fold(first, rest):
         for op, right in rest:
@@ -23,7 +36,7 @@ def terms(formulas):
     return st.builds(fold, operand, chain)
 
 
-def formulas(max_leaves: int = 12, counting: bool = True, unary=PAST + FUTURE + ("!",), binary=("&", "|", "->", "<->", "S", "U")):
+def formulas(max_leaves: int = 12, counting: bool = True, unary=PAST + FUTURE + ("!",), binary=BINARY):
     leaves = st.one_of(st.builds(Symbol, st.sampled_from(SYMBOLS)), st.builds(Constant, st.booleans()))
 
     def extend(children):
@@ -32,7 +45,7 @@ def formulas(max_leaves: int = 12, counting: bool = True, unary=PAST + FUTURE + 
             st.builds(Binary, st.sampled_from(binary), children, children),
         ]
         if counting:
-            options.append(st.builds(Compare, st.sampled_from(["<", "<=", "=", "!=", ">", ">="]), terms(children), terms(children)))
+            options.append(st.builds(Compare, st.sampled_from(COMPARISONS), terms(children), terms(children)))
             options.append(
                 st.integers(2, 4).flatmap(
                     lambda m: st.builds(Modulo, terms(children), st.just(m), st.integers(0, m - 1))

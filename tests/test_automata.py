@@ -16,7 +16,7 @@ import pytest
 from greenery import parse as parse_regex
 
 from softhard.data.alphabet import Alphabet
-from softhard.data.automata import DFA, MAX_ATOMS, MAX_DFA_STATES, compile_dfa
+from softhard.data.automata import DFA, MAX_ATOMS, MAX_DFA_STATES, MAX_NODE_VALUES, compile_dfa
 from softhard.data.errors import AutomatonTooLargeError, NotRegularError
 from softhard.data.ltl import parse
 from softhard.data.ltl.evaluate import label_positions
@@ -297,3 +297,35 @@ def test_counting_registry_languages_have_no_dfa(name):
 def test_formula_symbol_outside_the_alphabet_is_refused():
     with pytest.raises(ValueError, match="'c'"):
         compile_dfa(parse("a U c"), Alphabet("ab"))
+
+
+def test_ten_thousand_deep_formulas_compile_to_their_shallow_dfas():
+    """Nesting costs no recursion: 10,000 parentheses and an even number of negations around a
+    formula leave its canonical DFA unchanged; an odd number complements it."""
+    alphabet = Alphabet("ab")
+    shallow = compile_dfa(parse("a S b"), alphabet)
+    assert compile_dfa(parse("(" * 10_000 + "a S b" + ")" * 10_000), alphabet) == shallow
+    assert compile_dfa(parse("!" * 10_000 + "(a S b)"), alphabet) == shallow
+    assert compile_dfa(parse("!" * 9_999 + "(a S b)"), alphabet) == compile_dfa(parse("!(a S b)"), alphabet)
+
+
+def test_deep_yesterday_chain_counts_the_length():
+    """Over the one-letter alphabet, Y^k a accepts exactly the words longer than k: a DFA of
+    k + 2 states (lengths 0..k, then accepting for good)."""
+    k = 300
+    dfa = compile_dfa(parse("Y " * k + "a"), Alphabet("a"))
+    assert dfa.num_states == k + 2
+    assert [dfa.accepts("a" * n) for n in range(1, k + 5)] == [n > k for n in range(1, k + 5)]
+
+
+def test_deep_formula_over_the_work_limit_fails_fast_naming_it(monkeypatch):
+    """Y^3000 a over {a, b} must remember 3,000 letters and every atom values 3,000 subformulas:
+    the work limit stops it after MAX_NODE_VALUES / 3,000 atoms (lowered here to keep the test
+    short; the default stops it within seconds), long before MAX_ATOMS."""
+    from softhard.data import automata
+
+    assert MAX_NODE_VALUES // 3000 < MAX_ATOMS
+    monkeypatch.setattr(automata, "MAX_NODE_VALUES", 300_000)
+    with pytest.raises(AutomatonTooLargeError, match="MAX_NODE_VALUES = 300000") as info:
+        compile_dfa(parse("Y " * 3000 + "a"), Alphabet("ab"))
+    assert "\n" not in str(info.value) and "101 atoms x 3000 subformulas" in str(info.value)

@@ -1,25 +1,9 @@
 """The vectorised evaluator against an independent LTLf implementation: flloat 0.3.0.
 
-flloat's temporal operators are the usual NON-strict finite-trace ones, evaluated with
-``formula.truth(trace, i)`` on a list of ``{symbol: bool}`` dicts:
-
-    flloat X p at i   = i < n-1 and p at i+1          (strong next, false at the end)
-    flloat WX p at i  = i = n-1 or p at i+1            (weak next, true at the end)
-    flloat p U q at i = some j >= i has q, p on i..j-1
-    flloat F p at i   = some j >= i has p
-    flloat G p at i   = p at every j >= i
-
-so our STRICT operators (shared/docs/ltl-spec.md) translate as
-
-    X p   -> X p
-    p U q -> X(p U q)      (some j > i has q, p strictly between)
-    F p   -> X(F p)        (some j > i has p; false at the last position)
-    G p   -> WX(G p)       (p at every j > i; true at the last position)
-
-Past operators are the mirror image: Y, O, H, S become X, F, G, U (translated as above)
-evaluated on the reversed word at position n-1-i. ``test_translation_on_the_spec_examples``
-pins the translation itself to the spec's hand-computed worked examples, so a wrong
-translation cannot silently agree with a wrong evaluator.
+Our strict operators are translated to flloat's non-strict ones by data/ltl/ltlf.py (see
+its docstring); ``test_translation_on_the_spec_examples`` pins the translation itself to
+the spec's hand-computed worked examples, so a wrong translation cannot silently agree
+with a wrong evaluator.
 """
 
 from __future__ import annotations
@@ -33,14 +17,14 @@ from flloat.parser.ltlf import LTLfParser
 from softhard.data.alphabet import Alphabet
 from softhard.data.ltl import parse
 from softhard.data.ltl.evaluate import label_positions
-from softhard.data.ltl.syntax import Binary, Constant, Formula, Symbol, Unary
+from softhard.data.ltl.ltlf import to_flloat
+from softhard.data.ltl.syntax import Binary, Constant, Formula, Symbol, Unary, operator_texts
 
 _FLLOAT = LTLfParser()
 
-FUTURE_UNARY = ("X", "F", "G")
-PAST_UNARY = ("Y", "O", "H")
-BOOLEAN = ("&", "|", "->", "<->")
-MIRROR = {"Y": "X", "O": "F", "H": "G", "S": "U"}
+FUTURE_UNARY = operator_texts(kind="temporal", arity=1, direction="future")
+PAST_UNARY = operator_texts(kind="temporal", arity=1, direction="past")
+BOOLEAN = operator_texts(kind="boolean", arity=2)
 
 # The spec's worked examples (word abba, positions 0..3), copied verbatim.
 SPEC_EXAMPLES = [
@@ -54,30 +38,6 @@ SPEC_EXAMPLES = [
     ("#b > #a", "0 0 1 0"),
     ("b U a", "1 1 1 0"),
 ]
-
-
-def to_flloat(node: Formula, mirror: bool = False) -> str:
-    """Fully parenthesised flloat text of a future-only formula (or, with ``mirror``, of a
-    past-only formula read as future over the reversed word)."""
-    if isinstance(node, Symbol):
-        return node.name
-    if isinstance(node, Constant):
-        return "true" if node.value else "false"
-    if isinstance(node, Unary):
-        arg = to_flloat(node.arg, mirror)
-        op = MIRROR.get(node.op, node.op) if mirror else node.op
-        if op == "!":
-            return f"!({arg})"
-        if mirror and node.op in FUTURE_UNARY or not mirror and node.op in PAST_UNARY:
-            raise ValueError(f"cannot translate mixed-direction formula {node}")
-        return {"X": f"X({arg})", "F": f"X(F({arg}))", "G": f"WX(G({arg}))"}[op]
-    assert isinstance(node, Binary)
-    left, right = to_flloat(node.left, mirror), to_flloat(node.right, mirror)
-    if node.op in BOOLEAN:
-        return f"(({left}) {node.op} ({right}))"
-    if (node.op == "U") == mirror:
-        raise ValueError(f"cannot translate mixed-direction formula {node}")
-    return f"X(({left}) U ({right}))"
 
 
 def flloat_truth(node: Formula, word: str, symbols: str, past: bool = False) -> list[bool]:

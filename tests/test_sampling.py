@@ -6,11 +6,13 @@ empty classes and reproducibility. Every random draw uses a fixed seed.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
 
+from softhard.data.cli import main
 from softhard.data.errors import AutomatonTooLargeError, EmptyClassError
 from softhard.data.language import Language
 from softhard.data.registry import REGISTRY
@@ -305,3 +307,24 @@ def test_sample_both_gives_members_then_non_members_and_skips_an_empty_class():
     tautology = Language.from_text("a | !a", "a,b")  # no non-member: members only
     words = tautology.sample_both(4, 3, seed=0)
     assert words.shape == (3, 4) and tautology.label(words).all()
+
+
+def test_deep_formulas_sample_uniformly_through_both_samplers():
+    """A count term of 10,000 summands (the counting sampler) and a formula under 10,000
+    parentheses (the DFA) sample exactly like their shallow equivalents: uniform over the class
+    and labelled by the deep formula itself."""
+    summed = Language.from_text(" + ".join(["#a"] * 10_000) + " > " + " + ".join(["#b"] * 10_000), "a,b")
+    shallow = Language.from_text("#a > #b", "a,b")
+    _, members = assert_uniform(summed, 5, "positive", per_word=40, seed=3)
+    np.testing.assert_array_equal(members, class_members(shallow, 5, "positive"))
+    nested = Language.from_text("(" * 10_000 + "a S b" + ")" * 10_000, "a,b")
+    draws, _ = assert_uniform(nested, 5, "negative", per_word=20, seed=4)
+    assert_labels(nested, draws, "negative")
+
+
+def test_cli_samples_a_formula_of_400_nested_yesterdays(capsys):
+    """The issue's crash: `softhard data sample` with Y^400 a (a raw RecursionError before)."""
+    k = 400
+    assert main(["sample", "--formula", "Y " * k + "a", "--alphabet", "a,b", "--length", str(k + 3), "--count", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4 and all(row["label"] == (row["word"][2] == "a") for row in rows)  # a at n-1-k = 2

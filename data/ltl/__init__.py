@@ -5,8 +5,9 @@
     [0, 1, 1, 1]
 """
 
+from softhard.data.alphabet import is_symbol
 from softhard.data.errors import FormulaSyntaxError, UnknownSymbolError
-from softhard.data.ltl.parser import is_symbol, parse
+from softhard.data.ltl.parser import MAX_NESTING, parse
 from softhard.data.ltl.syntax import Formula, Term
 
-__all__ = ["parse", "is_symbol", "Formula", "Term", "FormulaSyntaxError", "UnknownSymbolError"]
+__all__ = ["parse", "is_symbol", "MAX_NESTING", "Formula", "Term", "FormulaSyntaxError", "UnknownSymbolError"]
