@@ -305,3 +305,18 @@ def test_sample_both_gives_members_then_non_members_and_skips_an_empty_class():
     tautology = Language.from_text("a | !a", "a,b")  # no non-member: members only
     words = tautology.sample_both(4, 3, seed=0)
     assert words.shape == (3, 4) and tautology.label(words).all()
+
+
+@pytest.mark.parametrize("name", ["tomita4", "no_aa", "majority", "dyck1"])
+@pytest.mark.parametrize("label", ["positive", "negative"])
+def test_all_words_are_the_class_in_lexicographic_order(name, label):
+    """PathSampler.all_words against the evaluator's enumeration of the class, regular and counting."""
+    language = REGISTRY[name].language()
+    for n in (2, 5, 8):
+        try:
+            words = language.sampler(n, label).all_words()
+        except EmptyClassError:
+            assert len(class_members(language, n, label)) == 0
+            continue
+        expected = np.sort(class_members(language, n, label))
+        assert codes(words, len(language.alphabet)).tolist() == expected.tolist()
