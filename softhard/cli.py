@@ -21,6 +21,17 @@ SUBCOMMANDS = {
 }
 
 
+# `softhard construct --save-run DIR` writes a run folder: train/ does that (models/ never imports train/)
+SAVE_RUN = ("construct", "--save-run", "softhard.train.construction_run")
+
+
+def _module(name: str, rest: list[str]) -> str:
+    command, flag, module = SAVE_RUN
+    if name == command and any(arg == flag or arg.startswith(flag + "=") for arg in rest):
+        return module
+    return SUBCOMMANDS[name][0]
+
+
 def _usage() -> str:
     lines = ["usage: softhard <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
@@ -37,5 +48,5 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"softhard: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
+    module = importlib.import_module(_module(name, rest))
     return module.main(rest)
