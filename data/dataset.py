@@ -215,7 +215,7 @@ def _sample_splits(language: Language, spec: DatasetSpec, progress: bool):
                 try:
                     classes.append(_class_words(language, spec, split, length, label, train_words))
                 except _NoHeldOutWord:
-                    lacking.append({"split": split, "length": length, "class": label, "words": 1})
+                    lacking.append({"split": split, "length": length, "class": label})
         except EmptyClassError:
             skipped.setdefault(split, []).append(length)
             continue

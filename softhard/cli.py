@@ -21,14 +21,11 @@ SUBCOMMANDS = {
 }
 
 
-# `softhard construct --save-run DIR` writes a run folder: train/ does that (models/ never imports train/)
-SAVE_RUN = ("construct", "--save-run", "softhard.train.construction_run")
-
-
 def _module(name: str, rest: list[str]) -> str:
-    command, flag, module = SAVE_RUN
-    if name == command and any(arg == flag or arg.startswith(flag + "=") for arg in rest):
-        return module
+    """The module of a subcommand. `construct --save-run DIR` writes a run folder, which train/
+    does (models/ never imports train/)."""
+    if name == "construct" and any(arg == "--save-run" or arg.startswith("--save-run=") for arg in rest):
+        return "softhard.train.construction_run"
     return SUBCOMMANDS[name][0]
 
 

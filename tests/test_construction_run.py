@@ -128,3 +128,16 @@ def test_a_folder_holding_files_is_refused(tmp_path, capsys):
     assert code == 2 and err == f"softhard construct: error: --save-run {out}: the folder already holds files; choose another"
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
+
+
+def test_a_failure_while_writing_leaves_nothing(tmp_path, capsys, monkeypatch):
+    from softhard.train import construction_run
+
+    def full_disk(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(construction_run, "capture_attention", full_disk)
+    code = softhard(["construct", "--formula", "Y a", "--alphabet", "a,b", "--save-run=" + str(tmp_path / "runs" / "y"),
+                     "--max-length", "2", "--cache-dir", str(tmp_path / "data")])
+    assert code == 2 and capsys.readouterr().err.strip() == "softhard construct: error: disk full"
+    assert list((tmp_path / "runs").iterdir()) == []

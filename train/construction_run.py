@@ -22,9 +22,11 @@ when ``--save-run`` is given (softhard/cli.py).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -81,26 +83,29 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
     data.setup()  # a language without both classes at these lengths fails here, before the folder
     module = as_language_model(compiled)
 
-    (run_dir / LAST_CHECKPOINT.parent).mkdir(parents=True, exist_ok=True)
-    _save_checkpoint(module, run_dir / LAST_CHECKPOINT)
-    config = {
-        "seed_everything": seed,
-        "data": dict(data.hparams),
-        "model": {key: (dataclasses.asdict(module.config) if key == "transformer" else value)
-                  for key, value in module.hparams.items()},
-        "construction": {"mode": mode, "compile_length": compile_length(mode, max_length)},
-    }
-    (run_dir / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
-    write_run_info(run_dir, data.language, data.fingerprint, seed,
-                   command or ["softhard", "construct", "--formula", formula, "--alphabet", alphabet, "--mode", mode,
-                               "--save-run", str(run_dir), "--max-length", str(max_length)],
-                   construction={"mode": mode, "compile_length": compile_length(mode, max_length)},
-                   cpu_threads=torch.get_num_threads())
-    table = length_generalization(module, data.test_splits(), step=0, progress=False)
-    append_table(table, run_dir / LENGTH_TABLE)
-    plots.save(plots.accuracy_by_length(table, title=run_dir.name), run_dir / "accuracy_by_length.png")
-    if probe_words:
-        capture_attention(module, data.dataset, run_dir, probe_words)
+    construction = {"mode": mode, "compile_length": compile_length(mode, max_length)}
+    config = {"seed_everything": seed, "data": dict(data.hparams), "model": dict(module.hparams),
+              "construction": construction}
+    command = command or ["softhard", "construct", "--formula", formula, "--alphabet", alphabet, "--mode", mode,
+                          "--save-run", str(run_dir), "--max-length", str(max_length)]
+    # written under a temporary name beside it and renamed: the folder is complete or absent
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
+    try:
+        (staging / LAST_CHECKPOINT.parent).mkdir()
+        _save_checkpoint(module, staging / LAST_CHECKPOINT)
+        (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        write_run_info(staging, data.language, data.fingerprint, seed, command, construction=construction,
+                       cpu_threads=torch.get_num_threads())
+        table = length_generalization(module, data.test_splits(), step=0, progress=False)
+        append_table(table, staging / LENGTH_TABLE)
+        plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / "accuracy_by_length.png")
+        if probe_words:
+            capture_attention(module, data.dataset, staging, probe_words)
+        os.replace(staging, run_dir)  # onto an empty folder too
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return run_dir
 
 
