@@ -34,6 +34,7 @@ import torch
 import yaml
 
 from softhard.data import registry
+from softhard.data.alphabet import Alphabet
 from softhard.data.dataset import DEFAULT_CACHE
 from softhard.data.ltl import parse
 from softhard.models.compiler import MODES, CompiledModel, compile_formula
@@ -55,10 +56,10 @@ def compile_length(mode: str, max_length: int) -> int | None:
 
 def language_name(formula: str, alphabet: str) -> str:
     """The registry name of the language (same formula and alphabet), else "construction"."""
-    parsed, symbols = parse(formula), [s.strip() for s in alphabet.split(",")]
+    parsed, symbols = parse(formula), Alphabet.from_text(alphabet)
     for entry in registry.REGISTRY.values():
         language = entry.language()
-        if language.formula == parsed and list(language.alphabet) == symbols:
+        if language.formula == parsed and language.alphabet == symbols:
             return entry.name
     return "construction"
 
