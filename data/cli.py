@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from softhard.data import registry
-from softhard.data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, dataset_path
+from softhard.data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, dataset_path, read_manifest, undivided_summary
 from softhard.data.language import LABELS, Language
 
 
@@ -60,6 +60,8 @@ def _build(args) -> None:
     for split, rows in dataset.items():
         lengths = sorted(set(rows["length"]))
         print(f"  {split:<16} {len(rows):>7} words  lengths {lengths[0]}..{lengths[-1]}  positives {sum(rows['label'])}")
+    for line in undivided_summary(read_manifest(path)):
+        print(f"  note: {line}")
 
 
 def _list(args) -> None:

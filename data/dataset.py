@@ -6,8 +6,18 @@ splits in doubling length bins from just above the longest train length to at le
 non-members, each drawn exactly and uniformly (with replacement) by data.sampling;
 a length at which one class is empty is skipped and listed in the manifest.
 
-Each row: ``input_ids`` (symbol ids, alphabet order), ``length``, ``label`` (membership:
-truth at the last position) and ``truth`` (the formula's truth at every position).
+Held-out words are never training words (SPLIT_RULE). Test lengths lie above the train
+lengths, so only validation shares lengths with train. There, per length and class: a class
+of at most PARTITION_FACTOR x (train + validation words of the class) words is enumerated
+and partitioned at random, in proportion to the two splits' sizes, and each split draws
+from its own part; a larger class gives train its draws and validation draws that reject
+the training words. A class with a single word at a length keeps it for train, and
+validation holds no word of that class there (listed under ``undivided`` in the manifest).
+
+Each row: ``input_ids`` (symbol ids; the feature is a ClassLabel whose names are the
+alphabet), ``length``, ``label`` (ClassLabel LABEL_NAMES: 0 negative = non-member,
+1 positive = member: truth at the last position) and ``truth`` (the formula's truth at
+every position).
 
 Every (split, length, class) draws from its own random stream, seeded by
 (seed, split, length, class), so the same inputs give byte-identical files. The
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -30,10 +41,15 @@ import numpy as np
 from softhard.data.errors import EmptyClassError
 from softhard.data.language import Language
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ClassLabel label and input_ids, held-out splits disjoint from train
+SPLIT_RULE = "disjoint-v1"  # how held-out words are kept apart from training words (module docstring)
+PARTITION_FACTOR = 2  # classes of at most this x (train + validation words per class) words are partitioned
 DEFAULT_CACHE = Path(os.environ.get("SOFTHARD_DATA", "runs/data"))
 MANIFEST = "softhard.json"
+LABEL_NAMES = ("negative", "positive")  # label 0 = non-member, 1 = member (data.language's class names)
+CLASSES = ("positive", "negative")  # the order of the classes within each length
 _SPLIT_IDS = {"train": 0, "validation": 1}
+_PARTITION_STREAM = 3  # the random stream that partitions a small class (after the split ids 0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,8 @@ class DatasetSpec:
 
 def fingerprint(language: Language, spec: DatasetSpec) -> str:
     key = {"formula": str(language.formula), "alphabet": list(language.alphabet), "spec": asdict(spec),
-           "lengths": spec.lengths(), "version": FORMAT_VERSION}  # lengths: a change of their rule is a new dataset
+           "lengths": spec.lengths(), "version": FORMAT_VERSION,
+           "split_rule": SPLIT_RULE}  # lengths, split rule: a change of either rule is a new dataset
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -105,12 +122,12 @@ def build_dataset(language: Language, spec: DatasetSpec = DatasetSpec(), cache_d
     path = dataset_path(language, spec, cache_dir)
     if (path / MANIFEST).exists():
         return datasets.load_from_disk(str(path))
-    splits, skipped = _sample_splits(language, spec, progress)
+    splits, skipped, undivided = _sample_splits(language, spec, progress)
     features = datasets.Features(
         {
-            "input_ids": datasets.List(datasets.Value("int64")),
+            "input_ids": datasets.List(datasets.ClassLabel(names=list(language.alphabet))),
             "length": datasets.Value("int64"),
-            "label": datasets.Value("bool"),
+            "label": datasets.ClassLabel(names=list(LABEL_NAMES)),
             "truth": datasets.List(datasets.Value("bool")),
         }
     )
@@ -118,13 +135,21 @@ def build_dataset(language: Language, spec: DatasetSpec = DatasetSpec(), cache_d
         "name": language.name,
         "formula": str(language.formula),
         "alphabet": list(language.alphabet),
+        "label_names": list(LABEL_NAMES),
         "spec": asdict(spec),
         "fingerprint": fingerprint(language, spec),
         "splits": {name: sorted(set(rows["length"])) for name, rows in splits.items()},
         "skipped_lengths": skipped,
+        "split_rule": SPLIT_RULE,
+        "undivided": undivided,
         "format_version": FORMAT_VERSION,
     }
-    info = datasets.DatasetInfo(description=json.dumps(manifest, sort_keys=True), features=features)
+    title = language.name or str(language.formula)
+    info = datasets.DatasetInfo(
+        description=f"{title}: words over {{{language.alphabet}}} labelled by {language.formula} (softhard; "
+                    f"the manifest is {MANIFEST} in the dataset folder)",
+        features=features,
+    )
     result = datasets.DatasetDict(
         {name: datasets.Dataset.from_dict(rows, features=features, info=info) for name, rows in splits.items()}
     )
@@ -159,39 +184,104 @@ def read_manifest(path: Path | str) -> dict:
     return json.loads((Path(path) / MANIFEST).read_text())
 
 
+def undivided_summary(manifest: dict) -> list[str]:
+    """One line per split and class of the manifest's ``undivided`` entries, e.g.
+    ``validation: no positive words at lengths 2, 4 (a single word each, kept for train)``."""
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for entry in manifest.get("undivided", []):
+        grouped.setdefault((entry["split"], entry["class"]), []).append(entry["length"])
+    return [f"{split}: no {label} words at length{'s' if len(lengths) > 1 else ''} "
+            f"{', '.join(map(str, lengths))} (a single word each, kept for train)"
+            for (split, label), lengths in grouped.items()]
+
+
+class _NoHeldOutWord(Exception):
+    """A class has a single word at a train length: train keeps it, a held-out split gets none."""
+
+
 def _sample_splits(language: Language, spec: DatasetSpec, progress: bool):
     from tqdm.auto import tqdm
 
-    plan = [(split, length) for split, lengths in spec.lengths().items() for length in lengths]
+    plan = [(split, length) for split, lengths in spec.lengths().items() for length in lengths]  # train first
     splits: dict[str, dict[str, list]] = {}
     skipped: dict[str, list[int]] = {}
+    undivided: list[dict] = []
+    train_words: dict[tuple[int, str], np.ndarray] = {}  # (length, class) -> train draws, for validation to avoid
     for split, length in tqdm(plan, desc=f"sampling {language.name or language.formula}", disable=not progress):
         rows = splits.setdefault(split, {"input_ids": [], "length": [], "label": [], "truth": []})
+        classes, lacking = [], []
         try:
-            words = _balanced_words(language, spec, split, length)
+            for label in CLASSES:
+                try:
+                    classes.append(_class_words(language, spec, split, length, label, train_words))
+                except _NoHeldOutWord:
+                    lacking.append({"split": split, "length": length, "class": label})
         except EmptyClassError:
             skipped.setdefault(split, []).append(length)
             continue
+        undivided += lacking
+        if not classes:
+            continue
+        words = np.concatenate(classes)
         truth = language.label(words)
         rows["input_ids"] += words.tolist()
         rows["length"] += [length] * len(words)
-        rows["label"] += truth[:, -1].tolist()
+        rows["label"] += truth[:, -1].astype(int).tolist()
         rows["truth"] += truth.tolist()
     empty = [name for name, rows in splits.items() if not rows["length"]]
     if empty:
         lengths = spec.lengths()[empty[0]]
         raise EmptyClassError(
             f"{language.title}: no length of split {empty[0]!r} ({lengths[0]}..{lengths[-1]}) "
-            "has both members and non-members"
+            "has both members and non-members" + (" that are not training words" if empty[0] != "train" else "")
         )
-    return splits, skipped
+    return splits, skipped, undivided
 
 
-def _balanced_words(language: Language, spec: DatasetSpec, split: str, length: int) -> np.ndarray:
-    half = spec.per_length(split) // 2
-    split_id = _SPLIT_IDS.get(split, 2)
-    classes = []
-    for class_id, label in enumerate(("positive", "negative")):
-        rng = np.random.default_rng([spec.seed, split_id, length, class_id])
-        classes.append(language.sample(length, half, label, rng))
-    return np.concatenate(classes)
+def _class_words(language: Language, spec: DatasetSpec, split: str, length: int, label: str,
+                 train_words: dict) -> np.ndarray:
+    """The words of one class of one (split, length), disjoint from train's (module docstring).
+
+    Raises EmptyClassError (no word of the class at this length) or _NoHeldOutWord.
+    """
+    sampler = language.sampler(length, label)
+    class_id = CLASSES.index(label)
+    rng = np.random.default_rng([spec.seed, _SPLIT_IDS.get(split, 2), length, class_id])
+    count = spec.per_length(split) // 2
+    if not spec.min_length <= length <= spec.max_length:  # a test length: no training word has it
+        return sampler.sample(count, rng)
+    split_words = (spec.train_per_length + spec.validation_per_length) // 2
+    if sampler.log_size <= math.log(PARTITION_FACTOR * split_words):
+        train_part, held_part = _partition(sampler.all_words(), spec, length, class_id)
+        pool = train_part if split == "train" else held_part
+        if not len(pool):
+            raise _NoHeldOutWord
+        return pool[rng.integers(len(pool), size=count)]
+    if split == "train":
+        train_words[length, label] = sampler.sample(count, rng)
+        return train_words[length, label]
+    return _sample_avoiding(sampler, count, rng, train_words[length, label])
+
+
+def _partition(words: np.ndarray, spec: DatasetSpec, length: int, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random split of a small class into (train part, held-out part), sized as the two splits;
+    each part keeps at least one word when the class has two or more."""
+    rng = np.random.default_rng([spec.seed, _PARTITION_STREAM, length, class_id])
+    order = rng.permutation(len(words))
+    share = spec.validation_per_length / (spec.train_per_length + spec.validation_per_length)
+    held = min(max(round(len(words) * share), 1), len(words) - 1)  # 0 for a single word
+    return words[order[held:]], words[order[:held]]
+
+
+def _sample_avoiding(sampler, count: int, rng: np.random.Generator, excluded: np.ndarray) -> np.ndarray:
+    """``count`` words drawn uniformly from the sampler's class without the ``excluded`` words.
+
+    Draws that hit an excluded word are dropped, so every kept draw is uniform over the rest;
+    the class holds more than PARTITION_FACTOR times as many words as can be excluded, so at
+    least half of the draws are kept on average.
+    """
+    seen = {row.tobytes() for row in excluded}
+    kept: list[np.ndarray] = []
+    while len(kept) < count:
+        kept += [row for row in sampler.sample(count, rng) if row.tobytes() not in seen]
+    return np.stack(kept[:count])

@@ -64,6 +64,22 @@ class PathSampler:
         """Natural log of the number of words this sampler draws from."""
         return float(self.log_counts[self.length, self.start])
 
+    def all_words(self) -> np.ndarray:
+        """Every accepted word, (size, length) int64 ids in lexicographic order of symbol ids.
+
+        Follows only letters with completions left, so every prefix kept reaches a word: the work
+        is O(size x length x k). Meant for small classes (data.dataset splits them between
+        training and held-out words); the caller checks ``log_size`` first.
+        """
+        states = np.array([self.start], dtype=np.int64)
+        words = np.zeros((1, 0), dtype=np.int64)
+        for t in range(self.length):
+            alive = np.isfinite(self.log_counts[self.length - t - 1][self.transitions[states]])  # (prefixes, k)
+            prefix, letter = np.nonzero(alive)  # row-major: prefixes in order, letters in order within each
+            words = np.concatenate([words[prefix], letter[:, None].astype(np.int64)], axis=1)
+            states = self.transitions[states[prefix], letter]
+        return words
+
     def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """(count, length) int64 symbol ids, each row uniform over the accepted words."""
         states = np.full(count, self.start, dtype=np.int64)

@@ -21,6 +21,14 @@ SUBCOMMANDS = {
 }
 
 
+def _module(name: str, rest: list[str]) -> str:
+    """The module of a subcommand. `construct --save-run DIR` writes a run folder, which train/
+    does (models/ never imports train/)."""
+    if name == "construct" and any(arg == "--save-run" or arg.startswith("--save-run=") for arg in rest):
+        return "softhard.train.construction_run"
+    return SUBCOMMANDS[name][0]
+
+
 def _usage() -> str:
     lines = ["usage: softhard <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
@@ -37,5 +45,5 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"softhard: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
+    module = importlib.import_module(_module(name, rest))
     return module.main(rest)

@@ -328,3 +328,18 @@ def test_cli_samples_a_formula_of_400_nested_yesterdays(capsys):
     assert main(["sample", "--formula", "Y " * k + "a", "--alphabet", "a,b", "--length", str(k + 3), "--count", "4"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4 and all(row["label"] == (row["word"][2] == "a") for row in rows)  # a at n-1-k = 2
+
+
+@pytest.mark.parametrize("name", ["tomita4", "no_aa", "majority", "dyck1"])
+@pytest.mark.parametrize("label", ["positive", "negative"])
+def test_all_words_are_the_class_in_lexicographic_order(name, label):
+    """PathSampler.all_words against the evaluator's enumeration of the class, regular and counting."""
+    language = REGISTRY[name].language()
+    for n in (2, 5, 8):
+        try:
+            words = language.sampler(n, label).all_words()
+        except EmptyClassError:
+            assert len(class_members(language, n, label)) == 0
+            continue
+        expected = np.sort(class_members(language, n, label))
+        assert codes(words, len(language.alphabet)).tolist() == expected.tolist()

@@ -202,3 +202,16 @@ def test_wandb_offline_keeps_the_config_without_network(tmp_path):
     assert len(records) == 1
     content = records[0].read_bytes()
     assert b'"language":"since_ab"' in content and b'"n_layers":2' in content  # the resolved config
+
+
+def test_data_module_warns_where_validation_lacks_a_class(tmp_path):
+    from softhard.train.data import LanguageDataModule, collate
+
+    data = LanguageDataModule(language="tomita1", max_length=3, train_per_length=4, validation_per_length=2,
+                              test_per_length=2, cache_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match="'tomita1': validation: no positive words at lengths 1, 2, 3"):
+        data.prepare_data()
+    data.setup()
+    batch = collate([data.dataset["validation"][i] for i in range(len(data.dataset["validation"]))])
+    assert batch["label"].dtype == torch.bool and not batch["label"].any()  # ClassLabel 0: non-members only
+    assert batch["lengths"].tolist() == [2, 3]  # length 1: both classes single words, kept for train

@@ -93,42 +93,52 @@ class AttentionCaptureCallback(pl.Callback):
         self.probe_words = probe_words
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def on_train_end(self, trainer, pl_module):
         if not trainer.is_global_zero or self.probe_words < 1:
             return
-        from softhard.train.data import collate
-
-        dataset = trainer.datamodule.dataset
-        splits = ["validation"] + [name for name in dataset if name.startswith("test_")]
-        was_training = pl_module.training
-        pl_module.eval()
-        drawn_split = splits[1] if len(splits) > 1 else splits[0]  # the first test bin, else validation
-        shown = None
-        for split in splits:
-            rows = dataset[split].select(range(min(self.probe_words, len(dataset[split]))))
-            folder = self.run_dir / "attention" / split
-            folder.mkdir(parents=True, exist_ok=True)
-            for index, start in enumerate(range(0, len(rows), self.batch_size)):
-                batch = collate([rows[i] for i in range(start, min(start + self.batch_size, len(rows)))])
-                device_batch = {key: value.to(pl_module.device) for key, value in batch.items()}
-                output = pl_module(device_batch, return_attention=True)
-                record = {
-                    "input_ids": batch["input_ids"],
-                    "lengths": batch["lengths"],
-                    "truth": batch["truth"],
-                    "attention": [a.float().cpu() for a in output.attention],
-                    "scores": [s.float().cpu() for s in output.scores],
-                }
-                torch.save(record, folder / f"batch_{index:03d}.pt")
-                if index == 0 and split == drawn_split:
-                    shown = record
-        pl_module.train(was_training)
-        if shown is not None:
-            length = int(shown["lengths"][0])
-            figure = plots.attention_maps([a[0] for a in shown["attention"]], length)
-            path = plots.save(figure, self.run_dir / "attention_maps.png")
+        path = capture_attention(pl_module, trainer.datamodule.dataset, self.run_dir, self.probe_words, self.batch_size)
+        if path is not None:
             _log_to_wandb(trainer, {"attention_maps": path})
+
+
+@torch.no_grad()
+def capture_attention(module, dataset, run_dir, probe_words: int, batch_size: int = 8) -> Optional[Path]:
+    """AttentionCaptureCallback's files for ``module`` (a LanguageModel) on ``dataset`` (a
+    DatasetDict of data/): ``attention/<split>/batch_*.pt`` and ``attention_maps.png``, whose
+    path it returns (None when no probe word was drawn). Also used for construction run folders
+    (train/construction_run.py)."""
+    from softhard.train.data import collate
+
+    run_dir = Path(run_dir)
+    splits = ["validation"] + [name for name in dataset if name.startswith("test_")]
+    was_training = module.training
+    module.eval()
+    drawn_split = splits[1] if len(splits) > 1 else splits[0]  # the first test bin, else validation
+    shown = None
+    for split in splits:
+        rows = dataset[split].select(range(min(probe_words, len(dataset[split]))))
+        folder = run_dir / "attention" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, start in enumerate(range(0, len(rows), batch_size)):
+            batch = collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+            device_batch = {key: value.to(module.device) for key, value in batch.items()}
+            output = module(device_batch, return_attention=True)
+            record = {
+                "input_ids": batch["input_ids"],
+                "lengths": batch["lengths"],
+                "truth": batch["truth"],
+                "attention": [a.float().cpu() for a in output.attention],
+                "scores": [s.float().cpu() for s in output.scores],
+            }
+            torch.save(record, folder / f"batch_{index:03d}.pt")
+            if index == 0 and split == drawn_split:
+                shown = record
+    module.train(was_training)
+    if shown is None:
+        return None
+    length = int(shown["lengths"][0])
+    figure = plots.attention_maps([a[0] for a in shown["attention"]], length)
+    return plots.save(figure, run_dir / "attention_maps.png")
 
 
 def _log_to_wandb(trainer, images: dict, table=None) -> None:

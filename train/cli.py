@@ -12,12 +12,9 @@ attention_maps.png, plus wandb/ (offline unless ``--wandb online``; ``wandb sync
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from softhard.train import run_folder
 from softhard.train.callbacks import (
     AttentionCaptureCallback,
     LengthGeneralizationCallback,
@@ -121,29 +119,10 @@ def resolve_checkpoint(ckpt_path: Optional[str], run_dir: Path) -> Optional[str]
 
 
 def write_run_info(cli: TrainCLI, argv: list[str]) -> None:
-    info = {
-        "package": "softhard",
-        "version": metadata.version("softhard"),
-        "git_commit": _git_commit(),
-        "seed": cli.config.seed_everything,
-        "language": cli.datamodule.language.name,
-        "formula": str(cli.datamodule.language.formula),
-        "alphabet": list(cli.datamodule.language.alphabet),
-        "dataset_fingerprint": cli.datamodule.fingerprint,
-        "resumed_from": cli.ckpt_path,
-        "cpu_threads": torch.get_num_threads(),  # CPU results can differ in the last digits with the thread count
-        "command": ["softhard", "train", *argv],
-    }
-    (cli.run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
-
-
-def _git_commit() -> Optional[str]:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+    run_folder.write_run_info(cli.run_dir, cli.datamodule.language, cli.datamodule.fingerprint, cli.config.seed_everything,
+                              ["softhard", "train", *argv], resumed_from=cli.ckpt_path,
+                              # CPU results can differ in the last digits with the thread count
+                              cpu_threads=torch.get_num_threads())
 
 
 def main(argv: list[str] | None = None) -> int:

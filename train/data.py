@@ -7,6 +7,7 @@ extra validation dataloaders.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +17,15 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from softhard.data import registry
-from softhard.data.dataset import DEFAULT_CACHE, DatasetSpec, build_dataset, fingerprint
+from softhard.data.dataset import (
+    DEFAULT_CACHE,
+    DatasetSpec,
+    build_dataset,
+    dataset_path,
+    fingerprint,
+    read_manifest,
+    undivided_summary,
+)
 from softhard.data.language import Language
 
 
@@ -127,7 +136,11 @@ class LanguageDataModule(pl.LightningDataModule):
         return fingerprint(self.language, self.spec)
 
     def prepare_data(self) -> None:
+        """Builds (or reuses) the dataset; warns where validation lacks a class at a length (its
+        single word is a training word: data/dataset.py)."""
         build_dataset(self.language, self.spec, self.cache_dir)
+        for line in undivided_summary(read_manifest(dataset_path(self.language, self.spec, self.cache_dir))):
+            warnings.warn(f"dataset of {self.language.title}: {line}", stacklevel=2)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.dataset is None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 METRICS_FILE = "metrics.jsonl"  # every logged metric, one JSON object per logging call
 LENGTH_TABLE = "length_generalization.csv"  # its last rows are written when training ends: the run is done
 LENGTHGEN_PREFIX = "lengthgen/"  # the metrics of a length-generalization evaluation
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")  # rewritten after every epoch
+RUN_INFO = "run_info.json"  # what the run is: package version, git commit, language, dataset, seed, command
 
 
 def state(run_dir: Path) -> str:
@@ -71,3 +74,30 @@ def forget_after(run_dir: Path, step: int) -> None:
         header, *rows = table.read_text().splitlines(keepends=True)
         column = next(csv.reader([header])).index("step")
         table.write_text(header + "".join(row for row in rows if int(next(csv.reader([row]))[column]) <= step))
+
+
+def write_run_info(run_dir: Path, language, dataset_fingerprint: str, seed: int, command: list[str], **extra) -> None:
+    """run_info.json: package version, git commit, seed, the language (a data.language.Language:
+    name, formula, alphabet), the dataset fingerprint, ``extra`` fields, and the command."""
+    info = {
+        "package": "softhard",
+        "version": metadata.version("softhard"),
+        "git_commit": _git_commit(),
+        "seed": seed,
+        "language": language.name,
+        "formula": str(language.formula),
+        "alphabet": list(language.alphabet),
+        "dataset_fingerprint": dataset_fingerprint,
+        **extra,
+        "command": command,
+    }
+    (Path(run_dir) / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None

@@ -9,6 +9,10 @@ in the length; ``--dtype`` casts weights and positional features), and the line 
 position), ``max_offtarget_mass`` (the largest attention mass any head puts outside its hard
 target set, sink included as column 0) and ``temperatures`` (each head's tau). In soft-scaled
 mode the model is compiled for each length n.
+
+``softhard construct --formula F --alphabet A --mode MODE --save-run DIR [--max-length L]``
+writes the construction as a run folder instead (softhard.train.construction_run;
+``softhard construct --save-run DIR --help`` lists its options).
 """
 
 from __future__ import annotations
