@@ -2,8 +2,8 @@
 
 The oracle: a fake run folder whose saved attention IS a compiled model's attention (written in
 the AttentionCaptureCallback format, padded batches of mixed lengths). Every learned head must
-then find its own construction head, with target mass 1 and TV 0 (hard) or mass >= 1 - eps
-(soft-scaled).
+then find its own construction head: target mass 1 and TV 0 to the compiled hard attention (hard),
+mass >= 1 - eps and TV <= 0.01 to the head's reference pattern (soft-scaled).
 """
 
 from __future__ import annotations
@@ -83,13 +83,19 @@ def fake_runs(tmp_path_factory) -> dict:
 
 
 def test_pair_statistics_by_hand():
-    # one word of length 2, one learned head, one construction head (strict past, target = last key)
+    # one word of length 2, one learned head, two construction heads (strict past): a tie-breaking
+    # head (target = last key) and a set-valued head (targets = both word keys at query 1)
     attention = torch.tensor([[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]])  # (K=1, n=2, 3)
-    targets = torch.tensor([[[True, False, False], [False, True, False]]])
-    pattern = targets.double()
-    stats = att.pair_statistics(attention, targets, pattern)
+    targets = torch.tensor([[[True, False, False], [False, True, False]],
+                            [[True, False, False], [False, True, True]]])
+    reference = att.reference_pattern(targets)
+    assert reference[1, 1].tolist() == [0.0, 0.5, 0.5]  # uniform over the targets
+    stats = att.pair_statistics(attention, targets, reference)
     assert stats["target_mass"][0, 0] == pytest.approx((1.0 + 0.5) / 2)
     assert stats["tv"][0, 0] == pytest.approx((0.0 + 0.5) / 2)
+    assert stats["target_mass"][0, 1] == pytest.approx((1.0 + 0.5) / 2)
+    assert stats["tv"][0, 1] == pytest.approx((0.0 + 0.5) / 2)  # 0.5 |(0.5, 0.5, 0) - (0, 0.5, 0.5)|
+    assert (stats["tv_hard"] == stats["tv"]).all()  # no hard rows given: the reference
     assert stats["entropy"][0] == pytest.approx((0.0 + math.log(2)) / 2)
     assert stats["max_weight"][0] == pytest.approx(0.75)
 
@@ -102,7 +108,12 @@ def test_hard_oracle_finds_every_head(fake_runs):
     assert len(best) == 4
     assert (best[["layer", "head"]].to_numpy() == best[["c_layer", "c_head"]].to_numpy()).all()
     np.testing.assert_allclose(best.target_mass, 1.0, atol=1e-6)
-    np.testing.assert_allclose(best.tv, 0.0, atol=1e-6)
+    np.testing.assert_allclose(best.tv_hard, 0.0, atol=1e-6)
+    # tie-breaking heads are their one-hot reference; the hard F head picks the leftmost of its
+    # targets, away from its average-hard reference
+    tv = best.set_index("subformula").tv
+    np.testing.assert_allclose(tv.drop("F c"), 0.0, atol=1e-6)
+    assert tv["F c"] > 0.05
     np.testing.assert_allclose(best.max_weight, 1.0, atol=1e-6)  # one-hot rows
     np.testing.assert_allclose(best.entropy, 0.0, atol=1e-6)
     assert (best.margin > 0.05).all()  # the heads are told apart, not tied
@@ -124,9 +135,11 @@ def test_soft_scaled_oracle_mass(fake_runs):
     mine = by_length[own(by_length)]
     assert sorted(mine.length.unique()) == list(range(1, 13))
     assert (mine.target_mass >= 1 - eps).all()
-    # softmax spreads F's weight over all its targets: far from the one-hot hard pattern, not on Y
-    tv = mine.groupby("subformula").tv.max()
-    assert tv["F c"] > 0.1 and tv["Y (a S b)"] < 2 * eps
+    # softmax spreads F's weight evenly over its targets: its average-hard reference, far from the
+    # hard model's leftmost pick; Y's weight on its one target
+    worst = mine.groupby("subformula")[["tv", "tv_hard"]].max()
+    assert (worst.tv <= 0.01).all()
+    assert worst.tv_hard["F c"] > 0.1 and worst.tv_hard["Y (a S b)"] < 2 * eps
 
 
 def test_counting_oracle(fake_runs):
@@ -137,10 +150,31 @@ def test_counting_oracle(fake_runs):
     mine = heads[own(heads)]
     assert len(mine) == 3  # #a, #b, the sign head; slot (1, 1) is unused by the construction
     np.testing.assert_allclose(mine.target_mass, 1.0, atol=1e-6)
-    np.testing.assert_allclose(mine.tv, 0.0, atol=1e-6)
+    np.testing.assert_allclose(mine.tv_hard, 0.0, atol=1e-6)
     best = att.best_matches(run).set_index(["layer", "head"])
     # the two count heads attend alike (uniform over the past): a tie, reported as margin 0
     assert best.loc[(0, 1), "target_mass"] == pytest.approx(1.0) and best.loc[(0, 1), "margin"] == pytest.approx(0)
+
+
+@pytest.mark.parametrize("formula, alphabet", [("Y a & O b & #a > #b", "a,b"), ("H b | a S b", "a,b")])
+def test_a_soft_scaled_construction_matches_itself(tmp_path, formula, alphabet):
+    # the soft-scaled construction as the "learned" attention: every construction head (O, H, Y, S,
+    # counts, the comparison's sign head) is within TV 0.01 of its own reference and is matched to
+    # itself, or to a head with the same reference (the count heads #a and #b: margin 0)
+    run = write_fake_run(tmp_path / "run", formula, alphabet, "soft-scaled")
+    compiled = att.construction_for(run)
+    heads = att.match_heads(run)
+    mine = heads[own(heads)].set_index("subformula")
+    assert set(mine.index) == {info.subformula for info in compiled.heads}
+    assert (mine.tv <= 0.01).all() and (mine.target_mass >= 0.99).all()
+    best = att.best_matches(run).set_index(["layer", "head"])
+    for info in compiled.heads:
+        match = best.loc[(info.layer, info.head)]
+        assert match.tv == pytest.approx(mine.tv[info.subformula], abs=1e-9), info.subformula
+        if match.margin > 0:
+            assert (match.c_layer, match.c_head) == (info.layer, info.head), info.subformula
+        else:  # a tie: only the two count heads, whose targets are the same keys
+            assert info.operator == "#" and match.operator == "#"
 
 
 def test_tiny_grid_majority_and_side_by_side(tiny_grid):
