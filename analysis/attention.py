@@ -37,7 +37,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from softhard.analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs, run_labels
+from softhard.analysis.length_generalization import configuration_labels
+from softhard.analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs
 from softhard.data.alphabet import Alphabet
 from softhard.data.ltl import parse
 from softhard.data.ltl.syntax import Formula
@@ -278,33 +279,49 @@ def _stack(words: pd.DataFrame, table: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- figures
 def plot_match_by_length(table: pd.DataFrame) -> Figure:
-    """Target mass and TV against word length for each learned head's best construction head.
+    """Small multiples, one panel per learned head (rows: layers, columns: heads): the TV (solid)
+    to each run's best-matching construction head, and the attention mass on its targets
+    (dashed), against word length; one colour per configuration, the mean over its seeds with a
+    band from the lowest to the highest seed. Readable at any number of seeds: the legend has
+    one entry per configuration.
 
-    ``table``: attention_by_length, or compare_runs(..., table="length") (one line per run and
-    learned head). The best match is chosen on the word-weighted means over all lengths.
+    ``table``: attention_by_length, or compare_runs(..., table="length"). Each run's best match
+    per learned head is chosen on its word-weighted means over all lengths; the panel title
+    names the construction head most runs match.
     """
-    runs = [c for c in (RUN,) if c in table.columns]  # one run per folder, whatever its name
+    runs = [RUN] if RUN in table.columns else []  # one run per folder, whatever its name
     keys = runs + list(PAIR)
     totals = table.assign(target_mass=table.target_mass * table.words, tv=table.tv * table.words) \
         .groupby(keys, sort=False)[["target_mass", "tv", "words"]].sum()
     overall = totals[["target_mass", "tv"]].div(totals["words"], axis=0).reset_index()
-    best = pick_best(overall)[keys]
-    curves = table.merge(best, on=keys).groupby(keys + ["length"], sort=False)[["target_mass", "tv"]].mean()
-
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    mass_axes, tv_axes = figure.subplots(1, 2)
-    names = run_labels(table) if runs else {}
-    for key, curve in curves.reset_index().groupby(runs + list(LEARNED), sort=False):
-        curve = curve.sort_values("length")
-        label = f"{names[key[0]]}: {_pair_label(curve.iloc[0])}" if runs else _pair_label(curve.iloc[0])
-        mass_axes.plot(curve["length"], curve["target_mass"], marker=".", label=label)
-        tv_axes.plot(curve["length"], curve["tv"], marker=".", label=label)
-    for axes, name in ((mass_axes, "attention mass on the targets"), (tv_axes, "total variation to the reference")):
-        axes.set_xlabel("word length")
-        axes.set_ylabel(name)
+    best = table.merge(pick_best(overall)[keys], on=keys)
+    best = best.assign(configuration=configuration_labels(best))
+    curves = best.groupby(["configuration", *LEARNED, "length"], sort=True)[["tv", "target_mass"]] \
+        .agg(["mean", "min", "max"])
+    n_layers, n_heads = int(table["layer"].max()) + 1, int(table["head"].max()) + 1
+    figure = Figure(figsize=(3.2 * n_heads + 1.5, 2.6 * n_layers), layout="constrained")
+    grid = figure.subplots(n_layers, n_heads, squeeze=False, sharex=True, sharey=True)
+    colours = {name: f"C{k % 10}" for k, name in enumerate(dict.fromkeys(best["configuration"]))}
+    for (configuration, layer, head), curve in curves.groupby(level=["configuration", *LEARNED]):
+        axes, colour, length = grid[layer, head], colours[configuration], curve.index.get_level_values("length")
+        for statistic, style in (("tv", "-"), ("target_mass", "--")):
+            axes.plot(length, curve[(statistic, "mean")], style, color=colour, marker=".",
+                      label=(configuration or "mean over seeds") if statistic == "tv" else None)
+            axes.fill_between(length, curve[(statistic, "min")], curve[(statistic, "max")], color=colour, alpha=0.15,
+                              linewidth=0)
+    for (layer, head), axes in np.ndenumerate(grid):
+        matched = best[(best["layer"] == layer) & (best["head"] == head)].drop_duplicates(runs + ["c_layer", "c_head"])
+        title = f"L{layer}H{head}"
+        if not matched.empty:
+            top = matched[["operator", "subformula"]].value_counts()
+            title += f" ~ {top.index[0][0]} `{top.index[0][1]}` ({top.iloc[0]}/{len(matched)} runs)"
+        axes.set_title(title, fontsize="small")
         axes.set_ylim(-0.02, 1.02)
-    mass_axes.set_title("best-matching construction head per learned head", fontsize="small")
-    tv_axes.legend(fontsize="x-small", loc="best")
+    figure.supxlabel("word length")
+    figure.supylabel("TV to the reference (solid), mass on the targets (dashed)", fontsize="small")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize="x-small", title="configuration",
+                  title_fontsize="x-small")
     return figure
 
 
@@ -355,10 +372,6 @@ def _label_keys(axes, symbols: list) -> None:
                     ["sink"] + [f"{symbols[p]}{p}" if step > 1 else symbols[p] for p in positions],
                     fontsize="xx-small", rotation=90)
     axes.set_yticks(positions, [symbols[p] for p in positions], fontsize="xx-small")
-
-
-def _pair_label(row) -> str:
-    return f"L{row['layer']}H{row['head']} ~ {row['operator']} `{row['subformula']}`"
 
 
 # ---------------------------------------------------------------------------- summary

@@ -63,6 +63,19 @@ def config_columns(table: pd.DataFrame) -> list[str]:
             + [c for c in table.columns if is_other_setting(c) and varies(c)])
 
 
+def configuration_labels(table: pd.DataFrame) -> pd.Series:
+    """Each row's configuration in a few words, for legends: the positional encoding and the
+    temperature mode, then key=value for every other configuration setting that varies in
+    ``table`` (config_columns; the language too when it varies); "" without settings columns."""
+    keys = [k for k in config_columns(table)
+            if k in ("positional", "temperature") or table[k].nunique(dropna=False) > 1]
+    if not keys:
+        return pd.Series("", index=table.index, dtype=object)
+    parts = [table[k].astype(str) if k in ("positional", "temperature") else f"{k}=" + table[k].astype(str)
+             for k in keys]
+    return pd.concat(parts, axis=1).agg(", ".join, axis=1)
+
+
 def final_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The last step of each run that holds ``metric``; raises ValueError when nothing is left.
 
@@ -306,11 +319,9 @@ def plot_accuracy_curves(table: pd.DataFrame, metric: str = DEFAULT_METRIC, thre
 
 def _panel(axes, curves: pd.DataFrame, keys: list[str], threshold: float, band: str) -> None:
     groups = [k for k in keys if k != "language"]
-    for values, curve in curves.groupby(groups, dropna=False, sort=True):
-        # Name the positional encoding and temperature, and any other setting that varies in this panel.
-        label = ", ".join(f"{v}" if k in ("positional", "temperature") else f"{k}={v}"
-                          for k, v in zip(groups, values)
-                          if k in ("positional", "temperature") or curves[k].nunique(dropna=False) > 1)
+    curves = curves.assign(label=configuration_labels(curves))
+    for _, curve in curves.groupby(groups, dropna=False, sort=True):
+        label = curve["label"].iloc[0]
         line, = axes.plot(curve["length"], curve["mean"], marker=".", label=label)
         low, high = (curve["mean"] - curve["std"], curve["mean"] + curve["std"]) if band == "std" \
             else (curve["min"], curve["max"])

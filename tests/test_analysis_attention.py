@@ -204,7 +204,17 @@ def test_tiny_grid_by_length_refuses_mixed_formulas(tiny_grid):
     assert (table.entropy >= 0).all() and table.max_weight.between(0, 1).all()
     assert len(table.groupby(["run", "layer", "head", "c_layer", "c_head"])) == 4 * 4  # 2 x 2 heads vs one S head
     figure = att.plot_match_by_length(table)
-    assert isinstance(figure, Figure) and len(figure.axes[0].lines) == 4 * 4
+    # one panel per learned head (2 x 2); in each, two configurations (fixed, log_n) x (TV, mass):
+    # the two seeds of a configuration are one mean line with a band, and the legend names configurations
+    assert isinstance(figure, Figure) and len(figure.axes) == 4
+    assert all(len(axes.lines) == 2 * 2 for axes in figure.axes)
+    assert sorted(text.get_text() for text in figure.legends[0].get_texts()) == ["i/n, fixed", "i/n, log_n"]
+    tv = figure.axes[0].lines[0].get_ydata()  # configuration "fixed", learned head L0H0
+    with pytest.warns(UserWarning, match="differs"):
+        best = att.compare_runs(tiny_grid, table="best")  # per run, on the means over all probe words
+    expected = table.merge(best[["run_dir", *att.PAIR]]).query("temperature == 'fixed' and layer == 0 and head == 0") \
+        .groupby("length").tv.mean()
+    np.testing.assert_allclose(tv, expected.to_numpy())
 
     asked = att.compare_runs(tiny_grid, table="best", formula="#a > #b")
     assert set(asked.run) == {"majority-fixed-seed0"} and len(asked.attrs["skipped"]) == 4
