@@ -43,7 +43,8 @@ import torch
 from matplotlib.figure import Figure
 
 from softhard.analysis.attention import best_matches, construction_for, target_sets
-from softhard.analysis.runs import RUN, SETTINGS, RunFolder, RunSkipped, map_runs, name_runs, run_labels
+from softhard.analysis.length_generalization import configuration_labels
+from softhard.analysis.runs import RUN, SETTINGS, RunFolder, RunSkipped, map_runs, name_runs
 from softhard.models.compiler import CompiledModel
 from softhard.models.masks import mask_bounds, visible_key_count
 from softhard.models.temperature import length_factor
@@ -385,43 +386,49 @@ def temperature_runs(runs, eps: float = EPS) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- figure and summary
 def plot_temperature(table: pd.DataFrame, extrapolation: pd.DataFrame | None = None) -> Figure:
     """Effective (solid) against required (dashed) temperature by length, one panel per head,
-    log-log; one colour per run; extrapolated points (o: effective, x: required; filled where the
-    head stays hard) at factor x the train length."""
+    log-log; one colour per configuration, the median over its seeds with a band from the lowest
+    to the highest seed's required temperature; extrapolated points at factor x the train length
+    (o: effective, filled where every seed stays hard; x: required). One legend entry per
+    configuration, whatever the number of seeds."""
     heads = sorted(set(zip(table.layer, table["head"])))
     n_layers = max((layer for layer, _ in heads), default=0) + 1
     n_heads = max((head for _, head in heads), default=0) + 1
-    figure = Figure(figsize=(3.4 * n_heads, 2.8 * n_layers), layout="constrained")
+    figure = Figure(figsize=(3.2 * n_heads + 1.5, 2.6 * n_layers), layout="constrained")
     axes = figure.subplots(n_layers, n_heads, squeeze=False)
-    runs = list(dict.fromkeys(table[RUN])) if RUN in table.columns else [None]
-    labels = run_labels(table) if RUN in table.columns else {None: None}
-    colours = {run: f"C{k % 10}" for k, run in enumerate(runs)}
+    table = table.assign(configuration=configuration_labels(table), tau_eff=_positive(table.tau_eff),
+                         tau_required=_positive(table.tau_required))
+    colours = {name: f"C{k % 10}" for k, name in enumerate(dict.fromkeys(table.configuration))}
+    curves = table.groupby(["configuration", "layer", "head", "length"]).agg(
+        tau_eff=("tau_eff", "median"), required=("tau_required", "median"), low=("tau_required", "min"),
+        high=("tau_required", "max"))
+    for (configuration, layer, head), curve in curves.groupby(level=["configuration", "layer", "head"]):
+        ax, colour, length = axes[layer, head], colours[configuration], curve.index.get_level_values("length")
+        ax.plot(length, curve.tau_eff, "-", color=colour, label=configuration or "median over seeds")
+        ax.plot(length, curve.required, "--", color=colour)
+        ax.fill_between(length, curve.low, curve.high, color=colour, alpha=0.15, linewidth=0)
+    if extrapolation is not None and not extrapolation.empty:
+        extrapolation = extrapolation.assign(configuration=configuration_labels(extrapolation),
+                                             tau_eff=_positive(extrapolation.tau_eff),
+                                             tau_required=_positive(extrapolation.tau_required))
+        points = extrapolation.groupby(["configuration", "layer", "head", "length"]).agg(
+            tau_eff=("tau_eff", "median"), required=("tau_required", "median"), hard=("hard", "all")).reset_index()
+        for row in points.itertuples(index=False):
+            ax, colour = axes[row.layer, row.head], colours.get(row.configuration, "k")
+            ax.scatter([row.length], [row.tau_eff], marker="o", color=colour if row.hard else "none", edgecolors=colour)
+            ax.scatter([row.length], [row.required], marker="x", color=colour)
     for (layer, head), ax in np.ndenumerate(axes):
-        ax.set(xscale="log", yscale="log", title=f"layer {layer} head {head}", xlabel="length", ylabel="temperature")
-        for run in runs:
-            rows = _rows(table, run, layer, head).sort_values("length")
-            if rows.empty:
-                continue
-            ax.plot(rows.length, _positive(rows.tau_eff), "-", color=colours[run], label=labels[run])
-            ax.plot(rows.length, _positive(rows.tau_required), "--", color=colours[run])
-            if extrapolation is not None:
-                points = _rows(extrapolation, run, layer, head)
-                hard = points.hard.to_numpy(dtype=bool)
-                ax.scatter(points.length[hard], _positive(points.tau_eff[hard]), marker="o", color=colours[run])
-                ax.scatter(points.length[~hard], _positive(points.tau_eff[~hard]), marker="o",
-                           facecolors="none", edgecolors=colours[run])
-                ax.scatter(points.length, _positive(points.tau_required), marker="x", color=colours[run])
-    if runs != [None]:
-        axes[0, 0].legend(fontsize="x-small")
-    figure.suptitle("effective (solid) vs required (dashed) temperature\n"
-                    "extrapolated: o effective (filled: stays hard), x required", fontsize="small")
+        used = table[(table.layer == layer) & (table["head"] == head)].gap_used if "gap_used" in table else pd.Series()
+        gap = "" if used.empty else f" ({'/'.join(sorted(used.unique()))} gap)"
+        ax.set(xscale="log", yscale="log")
+        ax.set_title(f"layer {layer} head {head}{gap}", fontsize="small")
+    figure.supxlabel("word length")
+    figure.supylabel("temperature")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize="x-small", title="configuration",
+                  title_fontsize="x-small")
+    figure.suptitle("effective (solid) vs required (dashed) temperature, median over seeds\n"
+                    "extrapolated: o effective (filled: every seed stays hard), x required", fontsize="small")
     return figure
-
-
-def _rows(table: pd.DataFrame, run, layer: int, head: int) -> pd.DataFrame:
-    selected = (table.layer == layer) & (table["head"] == head)
-    if run is not None:
-        selected &= table[RUN] == run
-    return table[selected]
 
 
 def _positive(values: pd.Series) -> np.ndarray:

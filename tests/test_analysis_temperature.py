@@ -268,6 +268,14 @@ def test_tiny_grid_tables(tiny_grid):
     assert set(future.length) == {50, 500}  # 10x and 100x the train length 5
     figure = plot_temperature(table, future)
     assert isinstance(figure, Figure) and len(figure.axes) == 4
+    # three configurations (since_ab fixed and log_n, two seeds each; majority): a solid and a
+    # dashed line each per panel, the median over seeds; one legend entry each
+    assert all(len(axes.lines) == 3 * 2 for axes in figure.axes)
+    assert len(figure.legends[0].get_texts()) == 3
+    expected = table[(table.language == "since_ab") & (table.temperature == "log_n") & (table.layer == 0)
+                     & (table["head"] == 0)].groupby("length").tau_required.median()
+    dashed = [line for line in figure.axes[0].lines if line.get_linestyle() == "--"]
+    assert any(np.allclose(line.get_ydata(), expected.to_numpy()) for line in dashed)
 
 
 @pytest.mark.parametrize("name, gap_used", [("since_ab-log_n-seed0", {"top_second"}), ("majority-fixed-seed0", {"target_set"})])
