@@ -71,9 +71,8 @@ def configuration_labels(table: pd.DataFrame) -> pd.Series:
             if k in ("positional", "temperature") or table[k].nunique(dropna=False) > 1]
     if not keys:
         return pd.Series("", index=table.index, dtype=object)
-    parts = [table[k].astype(str) if k in ("positional", "temperature") else f"{k}=" + table[k].astype(str)
-             for k in keys]
-    return pd.concat(parts, axis=1).agg(", ".join, axis=1)
+    parts = [[str(v) if k in ("positional", "temperature") else f"{k}={v}" for v in table[k]] for k in keys]
+    return pd.Series([", ".join(row) for row in zip(*parts)], index=table.index, dtype=object)
 
 
 def final_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
