@@ -163,7 +163,8 @@ def query_gaps(scores: torch.Tensor, attention: torch.Tensor,
     """
     M = top_keys(scores) if targets is None else targets
     G, spread = target_set_gap(scores, M, torch.isfinite(scores))
-    return G, spread, 2 * (1 - (attention.double() * M).sum(-1))
+    # summed off M, not 1 - the weight on M: small weights keep their precision, 1 - w would not
+    return G, spread, 2 * (attention.double() * ~M).sum(-1)
 
 
 def _query_frame(layer: int, heads: pd.DataFrame, scores: torch.Tensor, attention: torch.Tensor,
