@@ -75,13 +75,17 @@ def _compile(formula: Formula, alphabet: Alphabet, mode: str, length: int | None
 @torch.no_grad()
 def compiled_attention(compiled: CompiledModel, ids: np.ndarray) -> torch.Tensor:
     """Each construction head's attention on one word ids (n,): (C, n, n+1), in ``heads`` order."""
+    n = len(ids)
     output = compiled.model(torch.as_tensor(np.asarray(ids)[None], dtype=torch.long), return_attention=True)
-    return torch.stack([output.attention[info.layer][0, info.head] for info in compiled.heads]).double()
+    heads = [output.attention[info.layer][0, info.head].double() for info in compiled.heads]
+    return torch.stack(heads) if heads else torch.zeros((0, n, n + 1), dtype=torch.float64)  # a local formula: no head
 
 
 def target_sets(compiled: CompiledModel, ids: np.ndarray) -> torch.Tensor:
     """Each construction head's hard target set on one word ids (n,): bool (C, n, n+1)."""
-    return torch.from_numpy(np.stack([targets[0] for targets in compiled.hard_targets(np.asarray(ids)[None])]))
+    n = len(ids)
+    sets = [targets[0] for targets in compiled.hard_targets(np.asarray(ids)[None])]
+    return torch.from_numpy(np.stack(sets)) if sets else torch.zeros((0, n, n + 1), dtype=torch.bool)
 
 
 def hard_pattern(compiled: CompiledModel, ids: np.ndarray, targets: torch.Tensor) -> torch.Tensor:

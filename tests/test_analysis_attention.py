@@ -18,12 +18,16 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from hypothesis import HealthCheck, given, settings
+
 from softhard.analysis import attention as att
 from softhard.analysis.runs import RunFolder, RunSkipped
 from softhard.data.alphabet import Alphabet
 from softhard.data.ltl import parse
 from softhard.data.ltl.evaluate import label_positions
+from softhard.data.registry import REGISTRY
 from softhard.models.compiler import compile_formula
+from tests.formula_strategies import formulas
 
 # Four heads, two per layer, every slot used, pairwise different target sets: S (last), F (any),
 # then Y (i - 1) and X (i + 1) on top.
@@ -156,25 +160,52 @@ def test_counting_oracle(fake_runs):
     assert best.loc[(0, 1), "target_mass"] == pytest.approx(1.0) and best.loc[(0, 1), "margin"] == pytest.approx(0)
 
 
+def assert_matches_itself(run: RunFolder) -> None:
+    """Every construction head of ``run`` (whose attention is a soft-scaled construction's) is
+    within TV 0.01 of its own reference with mass >= 0.99, and its best match: itself, or a
+    construction head with the very same reference on every probe word (a tie, margin 0)."""
+    compiled = att.construction_for(run)
+    heads = att.match_heads(run)
+    mine = heads[own(heads)].set_index(["layer", "head"])
+    assert len(mine) == len(compiled.heads)
+    assert (mine.tv <= 0.01).all() and (mine.target_mass >= 0.99).all(), mine[["subformula", "tv", "target_mass"]]
+    best = att.best_matches(run).set_index(["layer", "head"])
+    references = {}
+    for word in run.attention_words():
+        _, reference, _ = att._hard_reference(compiled.formula, compiled.alphabet, tuple(word.ids.tolist()))
+        for c, info in enumerate(compiled.heads):
+            references.setdefault((info.layer, info.head), []).append(reference[c])
+    for info in compiled.heads:
+        match, slot = best.loc[(info.layer, info.head)], (info.layer, info.head)
+        assert match.tv == pytest.approx(mine.loc[slot, "tv"], abs=1e-9), info.subformula
+        other = (int(match.c_layer), int(match.c_head))
+        if other != slot:  # a tie is only allowed between identical references
+            assert all(torch.equal(a, b) for a, b in zip(references[slot], references[other])), info.subformula
+
+
 @pytest.mark.parametrize("formula, alphabet", [("Y a & O b & #a > #b", "a,b"), ("H b | a S b", "a,b")])
 def test_a_soft_scaled_construction_matches_itself(tmp_path, formula, alphabet):
     # the soft-scaled construction as the "learned" attention: every construction head (O, H, Y, S,
     # counts, the comparison's sign head) is within TV 0.01 of its own reference and is matched to
     # itself, or to a head with the same reference (the count heads #a and #b: margin 0)
     run = write_fake_run(tmp_path / "run", formula, alphabet, "soft-scaled")
-    compiled = att.construction_for(run)
-    heads = att.match_heads(run)
-    mine = heads[own(heads)].set_index("subformula")
-    assert set(mine.index) == {info.subformula for info in compiled.heads}
-    assert (mine.tv <= 0.01).all() and (mine.target_mass >= 0.99).all()
-    best = att.best_matches(run).set_index(["layer", "head"])
-    for info in compiled.heads:
-        match = best.loc[(info.layer, info.head)]
-        assert match.tv == pytest.approx(mine.tv[info.subformula], abs=1e-9), info.subformula
-        if match.margin > 0:
-            assert (match.c_layer, match.c_head) == (info.layer, info.head), info.subformula
-        else:  # a tie: only the two count heads, whose targets are the same keys
-            assert info.operator == "#" and match.operator == "#"
+    assert_matches_itself(run)
+    best = att.best_matches(run)
+    ties = best[best.margin == 0]
+    assert set(ties.operator) <= {"#"}  # only the count heads tie
+
+
+@pytest.mark.parametrize("name", [name for name, spec in REGISTRY.items() if "%" not in spec.formula])
+def test_every_registry_construction_matches_itself(tmp_path, name):
+    spec = REGISTRY[name]
+    assert_matches_itself(write_fake_run(tmp_path / name, spec.formula, spec.alphabet, "soft-scaled"))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(formula=formulas(max_leaves=6).filter(lambda f: "%" not in str(f)))
+def test_random_constructions_match_themselves(tmp_path, formula):
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    assert_matches_itself(write_fake_run(folder, str(formula), "a,b,c", "soft-scaled"))
 
 
 def test_tiny_grid_majority_and_side_by_side(tiny_grid):
