@@ -2,23 +2,29 @@
 
 The compiler (models.compiler) turns a run's formula into a transformer whose heads carry
 metadata: for every word, each construction head's *hard target set* M (HeadInfo.hard_targets,
-bool (n, n+1), column 0 the sink) and, from the compiled hard model itself, its *hard
-pattern* P (one-hot on the rightmost / leftmost target, uniform over the targets for
-averaging heads). For every saved probe word of a run (analysis.runs.ProbeWord) and every pair
-(learned head with weights A, construction head) this module measures, averaged over the
-query positions of the word:
+bool (n, n+1), column 0 the sink). Each construction head's *reference pattern* R follows its
+target rule (HeadInfo.target_rule): tie-breaking heads (rules last / first / self: Y, X, S, U,
+the position-times head) have one target per query and R is one-hot on it; set-valued heads
+(rules any / all / query: O, H, F, G, the count heads #p and the comparison sign heads) have R
+uniform over their targets (average-hard attention), which is what a faithful softmax
+simulation converges to when the targets tie (the gap lemma on a tied maximal set). For every
+saved probe word of a run (analysis.runs.ProbeWord) and every pair (learned head with weights A,
+construction head) this module measures, averaged over the query positions of the word:
 
 * ``target_mass``  sum of A over M: how much of the head's attention lands where the
   construction's attention may land (1 for a head that simulates it);
-* ``tv``           total-variation distance 0.5 |A - P|_1 to the hard pattern (0: identical);
+* ``tv``           total-variation distance 0.5 |A - R|_1 to the reference pattern (0: identical);
+* ``tv_hard``      the same to the compiled hard model's own attention, which picks one target
+  (rightmost / leftmost) for O, H, F, G and the comparisons (0 for a hard construction);
 * ``entropy``      entropy of A in nats, and ``max_weight`` its largest weight (properties of
   the learned head alone, repeated for every construction head so each row is complete).
 
 ``word_table`` holds one row per word and pair; ``aggregate`` averages it over words (all of
 them: ``match_heads``; per split and length: ``attention_by_length``); ``pick_best`` keeps each
-learned head's best construction head (highest target mass, then lowest TV). ``compare_runs``
-stacks the tables of many runs of one formula with their settings; ``plot_match_by_length``
-and ``plot_side_by_side`` draw them.
+learned head's best construction head (lowest TV, with the runner-up's margin). Target mass
+alone cannot rank: a count head's targets (every key j <= i) contain every past head's targets.
+``compare_runs`` stacks the tables of many runs of one formula with their settings;
+``plot_match_by_length`` and ``plot_side_by_side`` draw them.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from softhard.analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs, run_labels
+from softhard.analysis.length_generalization import configuration_labels
+from softhard.analysis.runs import RUN, SETTINGS, ProbeWord, RunFolder, RunSkipped, as_runs, map_runs, name_runs
 from softhard.data.alphabet import Alphabet
 from softhard.data.ltl import parse
 from softhard.data.ltl.syntax import Formula
 from softhard.models.compiler import CompiledModel, compile_formula
 
-STATISTICS = ("target_mass", "tv", "entropy", "max_weight")
+STATISTICS = ("target_mass", "tv", "tv_hard", "entropy", "max_weight")
 LEARNED = ("layer", "head")  # the learned head
 CONSTRUCTION = ("c_layer", "c_head", "operator", "subformula", "target_rule")  # the construction head
 PAIR = LEARNED + CONSTRUCTION
@@ -68,13 +75,17 @@ def _compile(formula: Formula, alphabet: Alphabet, mode: str, length: int | None
 @torch.no_grad()
 def compiled_attention(compiled: CompiledModel, ids: np.ndarray) -> torch.Tensor:
     """Each construction head's attention on one word ids (n,): (C, n, n+1), in ``heads`` order."""
+    n = len(ids)
     output = compiled.model(torch.as_tensor(np.asarray(ids)[None], dtype=torch.long), return_attention=True)
-    return torch.stack([output.attention[info.layer][0, info.head] for info in compiled.heads]).double()
+    heads = [output.attention[info.layer][0, info.head].double() for info in compiled.heads]
+    return torch.stack(heads) if heads else torch.zeros((0, n, n + 1), dtype=torch.float64)  # a local formula: no head
 
 
 def target_sets(compiled: CompiledModel, ids: np.ndarray) -> torch.Tensor:
     """Each construction head's hard target set on one word ids (n,): bool (C, n, n+1)."""
-    return torch.from_numpy(np.stack([targets[0] for targets in compiled.hard_targets(np.asarray(ids)[None])]))
+    n = len(ids)
+    sets = [targets[0] for targets in compiled.hard_targets(np.asarray(ids)[None])]
+    return torch.from_numpy(np.stack(sets)) if sets else torch.zeros((0, n, n + 1), dtype=torch.bool)
 
 
 def hard_pattern(compiled: CompiledModel, ids: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
@@ -92,29 +103,45 @@ def hard_pattern(compiled: CompiledModel, ids: np.ndarray, targets: torch.Tensor
     return pattern
 
 
+def reference_pattern(targets: torch.Tensor) -> torch.Tensor:
+    """The reference attention of construction heads with target sets ``targets`` (..., n, n+1):
+    uniform over each query's targets, float64.
+
+    One-hot for the tie-breaking rules (last / first / self), whose target set is one key;
+    average-hard for the set-valued rules (any / all / query).
+    """
+    targets = targets.double()
+    return targets / targets.sum(-1, keepdim=True)
+
+
 @lru_cache(maxsize=4096)
-def _hard_reference(formula: Formula, alphabet: Alphabet, ids: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target sets and hard pattern of the hard construction on one word, computed once per word:
-    the seeds of one configuration share their probe words."""
+def _hard_reference(formula: Formula, alphabet: Alphabet, ids: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Target sets, reference patterns and hard patterns of the hard construction on one word,
+    computed once per word: the seeds of one configuration share their probe words."""
     compiled = _compile(formula, alphabet, "hard", None)
     targets = target_sets(compiled, np.array(ids))
-    return targets, hard_pattern(compiled, np.array(ids), targets)
+    return targets, reference_pattern(targets), hard_pattern(compiled, np.array(ids), targets)
 
 
 # ---------------------------------------------------------------------------- statistics
-def pair_statistics(attention: torch.Tensor, targets: torch.Tensor, pattern: torch.Tensor) -> dict:
+def pair_statistics(attention: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor,
+                    hard: torch.Tensor | None = None) -> dict:
     """Query-averaged statistics of every (learned head, construction head) pair on one word.
 
-    attention (K, n, n+1) learned weights; targets (C, n, n+1) bool; pattern (C, n, n+1) hard
-    rows. Returns target_mass and tv as (K, C) arrays, entropy and max_weight as (K,) arrays.
+    attention (K, n, n+1) learned weights; targets (C, n, n+1) bool; reference (C, n, n+1) the
+    reference rows (reference_pattern); hard (C, n, n+1) the compiled hard rows (default: the
+    reference). Returns target_mass, tv and tv_hard as (K, C) arrays, entropy and max_weight as
+    (K,) arrays.
     """
     A = attention.double()
+    hard = reference if hard is None else hard
     mass = torch.einsum("kqj,cqj->kcq", A, targets.double()).mean(-1)  # (K, C)
-    tv = 0.5 * (A[:, None] - pattern[None]).abs().sum(-1).mean(-1)  # (K, C)
+    tv = 0.5 * (A[:, None] - reference[None]).abs().sum(-1).mean(-1)  # (K, C)
+    tv_hard = 0.5 * (A[:, None] - hard[None]).abs().sum(-1).mean(-1)  # (K, C)
     entropy = torch.special.entr(A).sum(-1).mean(-1)  # (K,), 0 log 0 = 0
     max_weight = A.amax(-1).mean(-1)  # (K,)
-    return {"target_mass": mass.numpy(), "tv": tv.numpy(), "entropy": entropy.numpy(),
-            "max_weight": max_weight.numpy()}
+    return {"target_mass": mass.numpy(), "tv": tv.numpy(), "tv_hard": tv_hard.numpy(),
+            "entropy": entropy.numpy(), "max_weight": max_weight.numpy()}
 
 
 def _word_rows(compiled: CompiledModel, word: ProbeWord) -> dict:
@@ -129,7 +156,7 @@ def _word_rows(compiled: CompiledModel, word: ProbeWord) -> dict:
     return {
         **{name: np.repeat(values, C) for name, values in learned.items()},
         **{name: np.tile(values, K) for name, values in construction.items()},
-        "target_mass": stats["target_mass"].ravel(), "tv": stats["tv"].ravel(),
+        "target_mass": stats["target_mass"].ravel(), "tv": stats["tv"].ravel(), "tv_hard": stats["tv_hard"].ravel(),
         "entropy": np.repeat(stats["entropy"], C), "max_weight": np.repeat(stats["max_weight"], C),
     }
 
@@ -139,7 +166,7 @@ def word_table(run: RunFolder) -> pd.DataFrame:
 
     Columns: split, word (index among the run's probe words, validation first), length,
     layer, head (learned), c_layer, c_head, operator, subformula, target_rule (construction
-    head), target_mass, tv, entropy, max_weight (query means on that word; see the module
+    head), target_mass, tv, tv_hard, entropy, max_weight (query means on that word; see the module
     docstring). Raises RunSkipped for a run without saved attention or with a formula the
     compiler does not support.
     """
@@ -171,7 +198,7 @@ def match_heads(run: RunFolder) -> pd.DataFrame:
     """Statistics of every (learned head, construction head) pair, averaged over all probe words.
 
     Columns: layer, head, c_layer, c_head, operator, subformula, target_rule, target_mass,
-    tv, entropy, max_weight, words.
+    tv, tv_hard, entropy, max_weight, words.
     """
     return aggregate(word_table(run))
 
@@ -182,19 +209,20 @@ def attention_by_length(run: RunFolder) -> pd.DataFrame:
 
 
 def pick_best(table: pd.DataFrame) -> pd.DataFrame:
-    """Each learned head's best construction head: the highest target mass, ties by the lowest TV.
+    """Each learned head's best construction head: the lowest TV to its reference pattern, ties
+    by the highest target mass.
 
     ``table`` is an aggregate (match_heads, or compare_runs(..., table="heads")); the result
-    has its columns plus ``margin``, the best target mass minus the runner-up's (0: two
-    construction heads fit equally well, e.g. the count heads of #a and #b; NaN: only one).
+    has its columns plus ``margin``, the runner-up's TV minus the best's (0: two construction
+    heads fit equally well, e.g. the count heads of #a and #b; NaN: only one).
     """
     keys = [c for c in SETTINGS if c in table.columns] + list(LEARNED)
-    # masses equal up to rounding (identical target sets summed in another order) count as ties
-    ordered = table.assign(_mass=table["target_mass"].round(9)).sort_values(
-        ["_mass", "tv", "c_layer", "c_head"], ascending=[False, True, True, True], kind="stable")
+    # TVs equal up to rounding (identical references summed in another order) count as ties
+    ordered = table.assign(_tv=table["tv"].round(9), _mass=table["target_mass"].round(9)).sort_values(
+        ["_tv", "_mass", "c_layer", "c_head"], ascending=[True, False, True, True], kind="stable")
     grouped = ordered.groupby(keys, sort=False, dropna=False)
-    ordered = ordered.assign(margin=ordered["target_mass"] - grouped["target_mass"].shift(-1))
-    return ordered[grouped.cumcount() == 0].drop(columns="_mass").sort_index().reset_index(drop=True)
+    ordered = ordered.assign(margin=grouped["tv"].shift(-1) - ordered["tv"])
+    return ordered[grouped.cumcount() == 0].drop(columns=["_tv", "_mass"]).sort_index().reset_index(drop=True)
 
 
 def best_matches(run: RunFolder) -> pd.DataFrame:
@@ -255,33 +283,49 @@ def _stack(words: pd.DataFrame, table: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- figures
 def plot_match_by_length(table: pd.DataFrame) -> Figure:
-    """Target mass and TV against word length for each learned head's best construction head.
+    """Small multiples, one panel per learned head (rows: layers, columns: heads): the TV (solid)
+    to each run's best-matching construction head, and the attention mass on its targets
+    (dashed), against word length; one colour per configuration, the mean over its seeds with a
+    band from the lowest to the highest seed. Readable at any number of seeds: the legend has
+    one entry per configuration.
 
-    ``table``: attention_by_length, or compare_runs(..., table="length") (one line per run and
-    learned head). The best match is chosen on the word-weighted means over all lengths.
+    ``table``: attention_by_length, or compare_runs(..., table="length"). Each run's best match
+    per learned head is chosen on its word-weighted means over all lengths; the panel title
+    names the construction head most runs match.
     """
-    runs = [c for c in (RUN,) if c in table.columns]  # one run per folder, whatever its name
+    runs = [RUN] if RUN in table.columns else []  # one run per folder, whatever its name
     keys = runs + list(PAIR)
     totals = table.assign(target_mass=table.target_mass * table.words, tv=table.tv * table.words) \
         .groupby(keys, sort=False)[["target_mass", "tv", "words"]].sum()
     overall = totals[["target_mass", "tv"]].div(totals["words"], axis=0).reset_index()
-    best = pick_best(overall)[keys]
-    curves = table.merge(best, on=keys).groupby(keys + ["length"], sort=False)[["target_mass", "tv"]].mean()
-
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    mass_axes, tv_axes = figure.subplots(1, 2)
-    names = run_labels(table) if runs else {}
-    for key, curve in curves.reset_index().groupby(runs + list(LEARNED), sort=False):
-        curve = curve.sort_values("length")
-        label = f"{names[key[0]]}: {_pair_label(curve.iloc[0])}" if runs else _pair_label(curve.iloc[0])
-        mass_axes.plot(curve["length"], curve["target_mass"], marker=".", label=label)
-        tv_axes.plot(curve["length"], curve["tv"], marker=".", label=label)
-    for axes, name in ((mass_axes, "attention mass on the targets"), (tv_axes, "total variation to hard pattern")):
-        axes.set_xlabel("word length")
-        axes.set_ylabel(name)
+    best = table.merge(pick_best(overall)[keys], on=keys)
+    best = best.assign(configuration=configuration_labels(best))
+    curves = best.groupby(["configuration", *LEARNED, "length"], sort=True)[["tv", "target_mass"]] \
+        .agg(["mean", "min", "max"])
+    n_layers, n_heads = int(table["layer"].max()) + 1, int(table["head"].max()) + 1
+    figure = Figure(figsize=(3.2 * n_heads + 1.5, 2.6 * n_layers), layout="constrained")
+    grid = figure.subplots(n_layers, n_heads, squeeze=False, sharex=True, sharey=True)
+    colours = {name: f"C{k % 10}" for k, name in enumerate(dict.fromkeys(best["configuration"]))}
+    for (configuration, layer, head), curve in curves.groupby(level=["configuration", *LEARNED]):
+        axes, colour, length = grid[layer, head], colours[configuration], curve.index.get_level_values("length")
+        for statistic, style in (("tv", "-"), ("target_mass", "--")):
+            axes.plot(length, curve[(statistic, "mean")], style, color=colour, marker=".",
+                      label=(configuration or "mean over seeds") if statistic == "tv" else None)
+            axes.fill_between(length, curve[(statistic, "min")], curve[(statistic, "max")], color=colour, alpha=0.15,
+                              linewidth=0)
+    for (layer, head), axes in np.ndenumerate(grid):
+        matched = best[(best["layer"] == layer) & (best["head"] == head)].drop_duplicates(runs + ["c_layer", "c_head"])
+        title = f"L{layer}H{head}"
+        if not matched.empty:
+            top = matched[["operator", "subformula"]].value_counts()
+            title += f" ~ {top.index[0][0]} `{top.index[0][1]}` ({top.iloc[0]}/{len(matched)} runs)"
+        axes.set_title(title, fontsize="small")
         axes.set_ylim(-0.02, 1.02)
-    mass_axes.set_title("best-matching construction head per learned head", fontsize="small")
-    tv_axes.legend(fontsize="x-small", loc="best")
+    figure.supxlabel("word length")
+    figure.supylabel("TV to the reference (solid), mass on the targets (dashed)", fontsize="small")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize="x-small", title="configuration",
+                  title_fontsize="x-small")
     return figure
 
 
@@ -332,10 +376,6 @@ def _label_keys(axes, symbols: list) -> None:
                     ["sink"] + [f"{symbols[p]}{p}" if step > 1 else symbols[p] for p in positions],
                     fontsize="xx-small", rotation=90)
     axes.set_yticks(positions, [symbols[p] for p in positions], fontsize="xx-small")
-
-
-def _pair_label(row) -> str:
-    return f"L{row['layer']}H{row['head']} ~ {row['operator']} `{row['subformula']}`"
 
 
 # ---------------------------------------------------------------------------- summary

@@ -1,12 +1,14 @@
 """A report as a list of blocks (headings, text, tables, figures), written as markdown and HTML.
 
 Both files come from the same blocks, so they never disagree; figures are saved once as PNG
-next to them. Files are written to a temporary name and renamed, so a report is never
+next to them, which the markdown links and the HTML inlines (base64 data URIs: report.html is
+one self-contained file to mail or archive). Files are written to a temporary name and renamed, so a report is never
 half-written.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
@@ -72,7 +74,9 @@ class Document:
             elif kind == "table":
                 parts.append(block[1].to_html(index=False, border=0, float_format="{:.3g}".format) if not block[1].empty else "<p>(no rows)</p>")
             else:
-                parts.append(f"<figure><img src='{html.escape(block[1])}'><figcaption>{html.escape(block[2])}</figcaption></figure>")
+                data = base64.b64encode((self.out_dir / block[1]).read_bytes()).decode("ascii")
+                parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(block[1])}'>"
+                             f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
         parts.append("</body></html>")
         return "\n".join(parts)
 

@@ -12,6 +12,11 @@ only when nothing but the seed tells them apart. Statistics over seeds are over 
 counts the runs with a value, ``std`` uses ddof=1 and is NaN for a single seed (one run says
 nothing about the spread; a 0 would claim that it does).
 
+*In distribution* means the validation split: words of the training lengths (disjoint from the
+training words), whose accuracy the run logs to metrics.jsonl as ``val/<metric>``
+(``validation_accuracy``). The first test bin lies beyond the training lengths and is a test
+length like any other.
+
 The *breakdown length* of a curve is the shortest test length whose accuracy is below the
 threshold; NaN means the curve never drops below it up to ``longest_length``, the longest
 length tested. It is measured per seed and on the mean-over-seeds curve, which are different
@@ -35,6 +40,8 @@ from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
 from softhard.analysis.runs import RUN, SETTINGS, is_other_setting
+from softhard.train.metrics import read_metrics
+from softhard.train.run_folder import METRICS_FILE
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"
@@ -54,6 +61,18 @@ def config_columns(table: pd.DataFrame) -> list[str]:
     varies = lambda c: table[c].nunique(dropna=False) > 1  # noqa: E731
     return ([c for c in SETTINGS if c not in NOT_CONFIG and c in table.columns and (c in ALWAYS or varies(c))]
             + [c for c in table.columns if is_other_setting(c) and varies(c)])
+
+
+def configuration_labels(table: pd.DataFrame) -> pd.Series:
+    """Each row's configuration in a few words, for legends: the positional encoding and the
+    temperature mode, then key=value for every other configuration setting that varies in
+    ``table`` (config_columns; the language too when it varies); "" without settings columns."""
+    keys = [k for k in config_columns(table)
+            if k in ("positional", "temperature") or table[k].nunique(dropna=False) > 1]
+    if not keys:
+        return pd.Series("", index=table.index, dtype=object)
+    parts = [[str(v) if k in ("positional", "temperature") else f"{k}={v}" for v in table[k]] for k in keys]
+    return pd.Series([", ".join(row) for row in zip(*parts)], index=table.index, dtype=object)
 
 
 def final_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -147,14 +166,37 @@ def breakdown_length(table: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
                        metric=metric, threshold=threshold)
 
 
+def validation_accuracy(table: pd.DataFrame) -> pd.DataFrame:
+    """In-distribution accuracy per run: the last validation figures its metrics.jsonl holds.
+
+    table: collect_runs' table (its run_dir column names the runs). Columns: run_dir,
+    validation_step, then METRICS (from ``val/<metric>``; NaN where the run logged none). Runs
+    without a readable metrics.jsonl (wandb rows, a folder that lost it) get NaN throughout.
+    """
+    rows = []
+    for run_dir in dict.fromkeys(table[RUN]):
+        row = {RUN: run_dir, "validation_step": np.nan, **{metric: np.nan for metric in METRICS}}
+        if (Path(run_dir) / METRICS_FILE).is_file():
+            metrics = read_metrics(run_dir)
+            logged = [f"val/{metric}" for metric in METRICS if f"val/{metric}" in metrics.columns]
+            validated = metrics.dropna(subset=logged, how="all") if logged else metrics.iloc[:0]
+            if not validated.empty:
+                last = validated.iloc[-1]
+                row.update({"validation_step": last["step"],
+                            **{metric: last.get(f"val/{metric}", np.nan) for metric in METRICS}})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[RUN, "validation_step", *METRICS])
+
+
 def summary_table(table: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
-                  metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+                  metric: str = DEFAULT_METRIC, validation: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per configuration: accuracy in distribution, at the longest length, on average; where it breaks.
 
     Each quantity is measured per seed, then summarised over seeds as <quantity>_mean, _std
     (ddof=1) and _max:
-      in_distribution: mean accuracy over the test lengths <= train_max_length, or over the
-        shortest test bin when no test length is that short (in_distribution_lengths says which);
+      in_distribution: the validation split's accuracy, at the training lengths
+        (``validation``: validation_accuracy's table, by default read from the runs' folders;
+        NaN for a run without one); in_distribution_lengths says so;
       longest: accuracy at the longest test length (longest_length);
       mean_over_lengths: mean accuracy over all test lengths (each length weighs the same);
       breakdown_length: as in breakdown_length, over the seeds that do drop below the threshold;
@@ -164,8 +206,10 @@ def summary_table(table: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
     """
     rows = final_rows(table, metric)
     keys = config_columns(table)
+    validation = validation_accuracy(rows) if validation is None else validation
     breakdown = _breakdown(rows, keys, metric, threshold)
-    per_seed = _per_seed(rows, keys, metric).merge(breakdown[breakdown["curve"] == "seed"], on=[*keys, "seed", RUN])
+    per_seed = _per_seed(rows, keys, metric, validation).merge(breakdown[breakdown["curve"] == "seed"],
+                                                               on=[*keys, "seed", RUN])
     grouped = per_seed.groupby(keys, dropna=False, sort=True)
     quantities = ("in_distribution", "longest", "mean_over_lengths", "breakdown_length")
     summary = pd.concat([
@@ -180,20 +224,16 @@ def summary_table(table: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
     return _with_attrs(summary, rows, metric=metric, threshold=threshold)
 
 
-def _per_seed(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    """Per run: in-distribution accuracy (and which lengths it used), accuracy at the longest length, mean."""
-    short = rows["length"] <= rows["train_max_length"].astype(float)  # NaN train length: never short
-    has_short = short.groupby(rows[RUN]).transform("any")
-    shortest_split = rows.sort_values("length").groupby(RUN)["split"].transform("first").reindex(rows.index)
-    inside = short.where(has_short, rows["split"] == shortest_split)
+def _per_seed(rows: pd.DataFrame, keys: list[str], metric: str, validation: pd.DataFrame) -> pd.DataFrame:
+    """Per run: validation accuracy (in distribution), accuracy at the longest test length, mean over lengths."""
     longest = rows["length"] == rows.groupby(RUN)["length"].transform("max")
-    return rows.assign(
-        inside=rows[metric].where(inside),
-        at_longest=rows[metric].where(longest),
-        in_distribution_lengths=("<= " + rows["train_max_length"].astype(str)).where(has_short, shortest_split),
-    ).groupby([*keys, "seed", RUN], dropna=False, sort=True).agg(
-        in_distribution=("inside", "mean"), in_distribution_lengths=("in_distribution_lengths", "first"),
-        longest=("at_longest", "mean"), mean_over_lengths=(metric, "mean")).reset_index()
+    per_seed = rows.assign(at_longest=rows[metric].where(longest)).groupby(
+        [*keys, "seed", RUN], dropna=False, sort=True).agg(
+        longest=("at_longest", "mean"), mean_over_lengths=(metric, "mean")).reset_index()  # keys hold train_max_length
+    inside = validation.set_index(RUN)[metric]
+    per_seed["in_distribution"] = per_seed[RUN].map(inside).astype(float)
+    per_seed["in_distribution_lengths"] = "validation, <= " + per_seed["train_max_length"].astype(str)
+    return per_seed
 
 
 def _flatten(table: pd.DataFrame) -> pd.DataFrame:
@@ -208,8 +248,8 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     threshold = summary.attrs.get("threshold", DEFAULT_THRESHOLD)
     shown = summary[keys].copy()
     shown["seeds"] = summary["n_seeds"]
-    shown["in distribution"] = (summary["in_distribution_lengths"].astype(str) + ": "
-                                + _spread(summary, "in_distribution"))
+    shown["validation (in distribution)"] = (summary["in_distribution_lengths"].astype(str) + ": "
+                                             + _spread(summary, "in_distribution"))
     shown["at longest"] = summary["longest_length"].astype(str) + ": " + _spread(summary, "longest")
     shown["mean over lengths"] = _spread(summary, "mean_over_lengths")
     never = summary["breakdown_never"].astype(str) + "/" + summary["n_seeds"].astype(str) + " never"
@@ -278,11 +318,9 @@ def plot_accuracy_curves(table: pd.DataFrame, metric: str = DEFAULT_METRIC, thre
 
 def _panel(axes, curves: pd.DataFrame, keys: list[str], threshold: float, band: str) -> None:
     groups = [k for k in keys if k != "language"]
-    for values, curve in curves.groupby(groups, dropna=False, sort=True):
-        # Name the positional encoding and temperature, and any other setting that varies in this panel.
-        label = ", ".join(f"{v}" if k in ("positional", "temperature") else f"{k}={v}"
-                          for k, v in zip(groups, values)
-                          if k in ("positional", "temperature") or curves[k].nunique(dropna=False) > 1)
+    curves = curves.assign(label=configuration_labels(curves))
+    for _, curve in curves.groupby(groups, dropna=False, sort=True):
+        label = curve["label"].iloc[0]
         line, = axes.plot(curve["length"], curve["mean"], marker=".", label=label)
         low, high = (curve["mean"] - curve["std"], curve["mean"] + curve["std"]) if band == "std" \
             else (curve["min"], curve["max"])

@@ -25,9 +25,6 @@ from softhard.analysis import attention, length_generalization, probes, temperat
 from softhard.analysis.document import FORMATS, Document
 from softhard.analysis.runs import RUN, RunFolder, collect_runs, find_runs, other_settings
 
-PLOTTED_RUNS = 6  # runs drawn one line each in the attention-by-length and temperature figures
-
-
 def build_report(paths, out_dir, fmt: str = "both", threshold: float = length_generalization.DEFAULT_THRESHOLD,
                  eps: float = temperature.EPS, probe_seeds: int | None = 1, title: str | None = None) -> list[Path]:
     """Analyse every run under ``paths`` and write the report into ``out_dir``; returns the report files.
@@ -87,8 +84,10 @@ def _length_section(doc: Document, table: pd.DataFrame, threshold: float) -> Non
         path, _ = length_generalization.write_summary(table, doc.out_dir, threshold=threshold, metric=metric)
         summary = length_generalization.summary_table(table, threshold=threshold, metric=metric)
         doc.heading(metric.replace("_", " "), 3)
-        doc.text(f"Mean ± std (max) over seeds; breakdown = the first test length below {threshold:g}. "
-                 f"CSV: `{path.name}`.")
+        doc.text(f"Mean ± std (max) over seeds. In distribution: the validation split, words of the training "
+                 f"lengths (its last val/{metric} in metrics.jsonl); then the test bins beyond them: accuracy at the "
+                 f"longest test length, the mean over test lengths, and the breakdown length, the first test length "
+                 f"below {threshold:g}. CSV: `{path.name}`.")
         doc.table(length_generalization.summary_display(summary))
         figure = length_generalization.plot_accuracy_curves(table, metric=metric, threshold=threshold)
         doc.figure(figure, f"accuracy_by_length_{metric}", f"{metric} by test length")
@@ -106,17 +105,19 @@ def _attention_section(doc: Document, runs: list[RunFolder]) -> list[str]:
     best = attention.pick_best(attention.aggregate(words))
     best.to_csv(doc.out_dir / f"attention_best_{_tag(runs)}.csv", index=False)
     by_length.to_csv(doc.out_dir / f"attention_by_length_{_tag(runs)}.csv", index=False)
-    doc.text("For each learned head, the construction head whose hard target sets it matches best: the "
-             "attention mass on those targets, the total-variation distance to the hard pattern, entropy and "
-             "max weight, averaged over probe words and seeds (mass 1 and TV 0: the head is the construction).")
+    doc.text("For each learned head, the construction head nearest to it: total-variation distance (TV) to that "
+             "head's reference pattern (one-hot on the target of Y, X, S, U; uniform over the targets of O, H, F, G, "
+             "counts and comparisons), the attention mass on its targets, the TV to the compiled hard model's own "
+             "attention (tv_hard), entropy and max weight, averaged over probe words and seeds (TV 0 and mass 1: the "
+             "head is the construction); margin: the runner-up construction head's TV minus the best's (0: a tie).")
     keys = _configuration(best)
     summary = best.groupby(keys + ["layer", "head"], sort=True, dropna=False).agg(
-        best_match=("subformula", _most_common), seeds=(RUN, "nunique"), target_mass=("target_mass", "mean"),
-        tv=("tv", "mean"), entropy=("entropy", "mean"), max_weight=("max_weight", "mean")).reset_index()
+        best_match=("subformula", _most_common), seeds=(RUN, "nunique"), tv=("tv", "mean"),
+        target_mass=("target_mass", "mean"), margin=("margin", "mean"), tv_hard=("tv_hard", "mean"),
+        entropy=("entropy", "mean"), max_weight=("max_weight", "mean")).reset_index()
     doc.table(summary)
-    shown = sorted(by_length.run_dir.unique())[:PLOTTED_RUNS]
-    doc.figure(attention.plot_match_by_length(by_length[by_length.run_dir.isin(shown)]),
-               f"attention_by_length_{_tag(runs)}", _plotted(len(shown), by_length.run_dir.nunique()))
+    doc.figure(attention.plot_match_by_length(by_length), f"attention_by_length_{_tag(runs)}",
+               f"best match by length, mean and range over seeds per configuration ({by_length[RUN].nunique()} runs)")
     example = next(run for run in runs if str(run.path) in set(best.run_dir))
     longest = max((w for w in example.attention_words()), key=lambda w: len(w.ids))
     index = [len(w.ids) for w in example.attention_words(longest.split)].index(len(longest.ids))
@@ -135,22 +136,24 @@ def _temperature_section(doc: Document, runs: list[RunFolder], eps: float) -> li
     extrapolation = temperature.extrapolate_table(table, eps=eps)
     table.to_csv(doc.out_dir / f"temperature_{_tag(runs)}.csv", index=False)
     extrapolation.to_csv(doc.out_dir / f"extrapolation_{_tag(runs)}.csv", index=False)
-    doc.text(f"Per head: the raw score gap g between the top key and the rest (smallest over the queries of the "
-             f"longest probe words), the effective temperature there, and the fraction of seeds whose head would "
-             f"stay hard (effective temperature <= g / ln(n / eps), eps = {eps:g}) at 10x and 100x the train "
-             f"length, if g stays as measured. Per run and length: `temperature_{_tag(runs)}.csv`.")
+    doc.text(f"Per head: the raw score gap g (smallest over the queries of the longest probe words), the effective "
+             f"temperature there, and the fraction of seeds whose head would stay hard (effective temperature <= "
+             f"g / ln(n / eps), eps = {eps:g}) at 10x and 100x the train length, if g stays as measured. A head "
+             f"that simulates a construction head (half its attention or more on that head's targets) is judged on "
+             f"the target-set gap: its lowest score on the targets minus its highest elsewhere (gap_used "
+             f"target_set); any other head on its top key against the second (top_second). Queries with no "
+             f"competitor (only the sink, or every key a target) are left out. Per run and length, with the spread "
+             f"inside the target set and the queries left out: `temperature_{_tag(runs)}.csv`.")
     if not extrapolation.empty:
         doc.table(_hard_fractions(extrapolation))
-    shown = sorted(table.run_dir.unique())[:PLOTTED_RUNS]
-    doc.figure(temperature.plot_temperature(table[table.run_dir.isin(shown)],
-                                            extrapolation[extrapolation.run_dir.isin(shown)]),
-               f"temperature_{_tag(runs)}", _plotted(len(shown), table.run_dir.nunique()))
+    doc.figure(temperature.plot_temperature(table, extrapolation), f"temperature_{_tag(runs)}",
+               f"median and range over seeds per configuration ({table[RUN].nunique()} runs)")
     return table.attrs["skipped"] + extrapolation.attrs["skipped"]
 
 
 def _hard_fractions(extrapolation: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and head: seeds, median gap, and the fraction of seeds hard at each factor."""
-    keys = _configuration(extrapolation) + ["layer", "head", "temperature_mode"]
+    keys = _configuration(extrapolation) + ["layer", "head", "temperature_mode", "gap_used"]
     hard = extrapolation.pivot_table(index=keys + [RUN], columns="factor", values="hard", aggfunc="first")
     hard.columns = [f"hard at {factor:g}x" for factor in hard.columns]
     longest = extrapolation.drop_duplicates(keys + [RUN])
@@ -167,16 +170,16 @@ def _probe_section(doc: Document, runs: list[RunFolder]) -> list[str]:
         return table.attrs["skipped"]
     table.to_csv(doc.out_dir / f"probes_{_tag(runs)}.csv", index=False)
     doc.text("Test accuracy of a logistic-regression probe for each subformula's truth on each residual stream "
-             "(0 = embedding), mean over the seeds probed, next to the stream at which the construction has computed "
-             f"it. Per run: `probes_{_tag(runs)}.csv`.")
+             "(0 = embedding), on words spread over the training lengths and the bin beyond them, grouped k-fold by "
+             "word: the mean over folds and seeds probed, next to the stream at which the construction has computed "
+             f"it. Per run, with the spread over folds (accuracy_std): `probes_{_tag(runs)}.csv`.")
     keys = _configuration(table) + ["subformula", "construction_layer"]
     accuracy = table.groupby(keys + ["layer"], dropna=False).accuracy.mean().unstack("layer")
     accuracy.columns = [f"stream {layer}" for layer in accuracy.columns]
     baseline = table.groupby(keys, dropna=False).baseline.mean()
     doc.table(accuracy.join(baseline).reset_index())
-    shown = sorted(table[RUN].unique())[:PLOTTED_RUNS]
-    doc.figure(probes.plot_probes(table[table[RUN].isin(shown)]), f"probes_{_tag(runs)}",
-               f"probe accuracy by stream (star: construction layer), {len(shown)} of {table[RUN].nunique()} runs")
+    doc.figure(probes.plot_probes(table), f"probes_{_tag(runs)}",
+               f"probe accuracy by stream (star: construction layer), mean and range over {table[RUN].nunique()} runs")
     return table.attrs["skipped"]
 
 
@@ -213,11 +216,6 @@ def _tag(runs: list[RunFolder]) -> str:
 
 def _most_common(values: pd.Series) -> str:
     return values.mode().iloc[0]
-
-
-def _plotted(shown: int, total: int) -> str:
-    runs = "run" if total == 1 else "runs"
-    return f"one line per head of {shown} of {total} {runs}" if shown < total else f"one line per head, {total} {runs}"
 
 
 def _fraction(closed: bool):

@@ -7,8 +7,10 @@ against pandas computed independently.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from softhard.analysis.length_generalization import (
     config_columns,
     plot_accuracy_curves,
     summary_table,
+    validation_accuracy,
     write_summary,
 )
 from softhard.analysis.runs import collect_runs
@@ -47,6 +50,14 @@ def run_rows(accuracies, seed=0, language="lang", temperature="fixed", train=10,
 
 def grid_table(*runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(runs, ignore_index=True)
+
+
+def validation_of(table: pd.DataFrame, accuracy) -> pd.DataFrame:
+    """A validation_accuracy table: position_accuracy ``accuracy`` per run of ``table``, in its order."""
+    runs = list(dict.fromkeys(table["run_dir"]))
+    accuracy = np.broadcast_to(np.asarray(accuracy, dtype=float), (len(runs),))
+    return pd.DataFrame({"run_dir": runs, "validation_step": 7, "string_accuracy": accuracy / 2,
+                         "position_accuracy": accuracy, "word_position_accuracy": accuracy ** 2})
 
 
 @pytest.fixture
@@ -101,9 +112,10 @@ def test_breakdown_threshold_is_strict_and_counts_a_dip_that_recovers():
 
 
 def test_summary_of_known_seeds(crossing):
-    summary = summary_table(crossing, threshold=0.95).set_index("temperature")
+    validation = validation_of(crossing, [1.0, 0.98, 0.95, 1.0, 1.0, 1.0])  # three fixed seeds, three log_n
+    summary = summary_table(crossing, threshold=0.95, validation=validation).set_index("temperature")
     fixed, perfect = summary.loc["fixed"], summary.loc["log_n"]
-    per_seed = {"in_distribution": [1.0, 1.0, 0.95],  # lengths 5 and 10 (<= train length 10)
+    per_seed = {"in_distribution": [1.0, 0.98, 0.95],  # the validation split's
                 "longest": [0.96, 1.0, 0.70],
                 "mean_over_lengths": [np.mean(acc) for acc in CROSSING.values()],
                 "breakdown_length": [40, 10]}  # the seeds that do break
@@ -112,20 +124,22 @@ def test_summary_of_known_seeds(crossing):
         assert fixed[f"{quantity}_std"] == pytest.approx(np.std(values, ddof=1))
         assert fixed[f"{quantity}_max"] == pytest.approx(np.max(values))
     assert (fixed["n_seeds"], fixed["breakdown_never"], fixed["mean_curve_breakdown"]) == (3, 1, 40)
-    assert fixed["in_distribution_lengths"] == "<= 10" and fixed["longest_length"] == 80
+    assert fixed["in_distribution_lengths"] == "validation, <= 10" and fixed["longest_length"] == 80
     assert perfect["breakdown_never"] == 3 and np.isnan(perfect["breakdown_length_mean"])
     assert np.isnan(perfect["mean_curve_breakdown"]) and perfect["in_distribution_mean"] == 1.0
 
 
-def test_in_distribution_falls_back_to_the_shortest_bin():
-    # Trained up to 3, tested from 5: the shortest bin test_5_10 (lengths 5 and 10) stands in.
-    summary = summary_table(run_rows([0.9, 0.7, 0.1, 0.1, 0.1], train=3))
-    assert summary["in_distribution_lengths"].item() == "test_5_10"
-    assert summary["in_distribution_mean"].item() == pytest.approx(0.8)
+def test_in_distribution_is_never_a_test_bin():
+    # Trained up to 3, tested from 5: no test bin stands in for the training lengths; a run
+    # without validation figures (no metrics.jsonl under its run_dir) has none
+    run = run_rows([0.9, 0.7, 0.1, 0.1, 0.1], train=3)
+    assert np.isnan(summary_table(run)["in_distribution_mean"].item())
+    assert summary_table(run, validation=validation_of(run, 0.99))["in_distribution_mean"].item() == 0.99
 
 
 def test_markdown_and_csv(crossing, tmp_path):
     path, markdown = write_summary(crossing, tmp_path / "out", threshold=0.95)
+    assert pd.read_csv(path)["in_distribution_mean"].isna().all()  # these runs have no folders
     written = pd.read_csv(path)
     expected = summary_table(crossing, threshold=0.95)
     pd.testing.assert_frame_equal(written[["temperature", "in_distribution_mean", "breakdown_never"]],
@@ -134,7 +148,7 @@ def test_markdown_and_csv(crossing, tmp_path):
     lines = markdown.splitlines()
     fixed, perfect = [line for line in lines if "| fixed" in line], [line for line in lines if "| log_n" in line]
     assert "position_accuracy" in lines[0] and len(fixed) == len(perfect) == 1
-    assert "25 ± 21 (max 40), 1/3 never" in fixed[0] and "<= 10: 0.983 ± 0.029 (max 1.000)" in fixed[0]
+    assert "25 ± 21 (max 40), 1/3 never" in fixed[0] and "validation, <= 10: –" in fixed[0]
     assert perfect[0].rstrip(" |").endswith("never")
 
 
@@ -232,12 +246,18 @@ def test_tiny_grid_breakdown_summary_and_figure(tiny):
         assert np.isnan(seeds[run_dir]) if below.empty else seeds[run_dir] == below.min()
     summary = summary_table(tiny, threshold)
     assert len(summary) == 3 and summary["n_seeds"].tolist() == [1, 2, 2]
-    # Trained up to 5, tested from 6: the shortest bin is the in-distribution stand-in.
-    first_bin = tiny[tiny["split"] == "test_6_10"].groupby(["language", "temperature", "run_dir"])[
-        "position_accuracy"].mean().groupby(["language", "temperature"]).mean()
-    np.testing.assert_allclose(summary.set_index(["language", "temperature"])["in_distribution_mean"],
-                               first_bin)
-    assert (summary["in_distribution_lengths"] == "test_6_10").all()
+    # In distribution: each run's last val/position_accuracy, read here from metrics.jsonl with json
+    validation = {}
+    for run_dir in tiny["run_dir"].unique():
+        records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+        validation[run_dir] = [r["val/position_accuracy"] for r in records if "val/position_accuracy" in r][-1]
+    runs = tiny.drop_duplicates("run_dir").assign(val=lambda t: t["run_dir"].map(validation))
+    expected = runs.groupby(["language", "temperature"])["val"].mean()
+    np.testing.assert_allclose(summary.set_index(["language", "temperature"])["in_distribution_mean"], expected)
+    assert (summary["in_distribution_lengths"] == "validation, <= 5").all()
+    # pandas parses the JSON floats to within an ulp or two of json's
+    assert validation_accuracy(tiny).set_index("run_dir")["position_accuracy"].to_dict() == pytest.approx(validation,
+                                                                                                          rel=1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing skipped, nothing warned
         figure = plot_accuracy_curves(tiny, threshold=threshold)

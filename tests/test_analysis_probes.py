@@ -12,12 +12,16 @@ from matplotlib.figure import Figure
 from softhard.analysis.probes import (
     PROBE_COLUMNS,
     construction_layers,
+    default_lengths,
+    fit_probe,
     plot_probes,
     probe_markdown,
     probe_model,
     probe_runs,
+    residual_streams,
     sample_words,
-    word_split,
+    subformula_truth,
+    word_folds,
 )
 from softhard.analysis.runs import RunFolder
 from softhard.data.alphabet import Alphabet
@@ -67,15 +71,40 @@ def test_probes_read_every_subformula_exactly_from_its_construction_layer_on(har
     # before it, `a S b` is no function of the current symbol: the embedding cannot hold it
     assert table[(table.subformula == "a S b") & (table.layer == 0)].accuracy.iloc[0] < 1.0
     assert table.n_train.iloc[0] + table.n_test.iloc[0] == sum(ids.size for ids in words)
+    assert (table.folds == 5).all() and (built.accuracy_std == 0).all()
     assert table.depth[table.subformula == "Y (a S b)"].iloc[0] == 2
 
 
-def test_words_are_split_whole():
+def test_words_are_split_whole_into_folds():
     groups = np.repeat(np.arange(10), 4)
-    train, test = word_split(groups, 0.3, seed=0)
-    assert set(groups[train]).isdisjoint(groups[test]) and len(train) + len(test) == len(groups)
+    folds = word_folds(groups, 5)
+    assert len(folds) == 5
+    for train, test in folds:
+        assert set(groups[train]).isdisjoint(groups[test]) and len(train) + len(test) == len(groups)
+    assert sorted(np.concatenate([test for _, test in folds]).tolist()) == list(range(len(groups)))  # each once
+    assert len(word_folds(np.repeat([0, 1, 2], 2), 5)) == 3  # no more folds than words
     with pytest.raises(ValueError, match="2 distinct words"):
-        word_split(np.zeros(5), 0.3, seed=0)
+        word_folds(np.zeros(5))
+
+
+def test_probe_lengths_spread_over_the_training_lengths_and_beyond():
+    assert default_lengths(20) == [1, 7, 14, 20, 21, 27, 34, 40]  # np.linspace(1, 20, 4), (21, 40, 4), rounded
+    assert default_lengths(2) == [1, 2, 3, 4]
+
+
+def test_the_spread_is_the_standard_deviation_over_folds():
+    # a random untrained model: probe accuracies differ between folds; recompute one by hand
+    formula = parse("a S b")
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=3, n_layers=1, n_heads=2, d_model=8, d_ff=16))
+    words = sample_words(Language(formula, ALPHABET), [4, 6], per_label=10, seed=1)
+    table = probe_model(model, formula, ALPHABET, words, folds=3)
+    row = table[(table.subformula == "a S b") & (table.layer == 1)].iloc[0]
+    features, groups = residual_streams(model, words)
+    y = subformula_truth(formula, ALPHABET, words)[formula]
+    accuracies = [fit_probe(features[1], y, train, test, 0) for train, test in word_folds(groups, 3)]
+    assert row.folds == 3 and row.accuracy == pytest.approx(np.mean(accuracies))
+    assert row.accuracy_std == pytest.approx(np.std(accuracies, ddof=1)) and row.accuracy_std > 0
 
 
 def test_unsupported_and_constant_subformulas_are_noted():
@@ -104,5 +133,7 @@ def test_tiny_grid_probes(tiny_grid, tmp_path):
     layers = table.drop_duplicates("subformula").set_index("subformula").construction_layer
     assert layers["a S b"] == 1 and layers["#a > #b"] == 2 and layers["a"] == 0
     assert set(table.layer) == {0, 1, 2}  # the embedding and two blocks
-    assert isinstance(plot_probes(table), Figure)
+    figure = plot_probes(table)  # one panel per configuration, a legend entry per subformula
+    assert isinstance(figure, Figure) and len(figure.axes) == 2
+    assert len(figure.legends[0].get_texts()) == table.subformula.nunique()
     assert "a S b" in probe_markdown(table)

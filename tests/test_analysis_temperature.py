@@ -19,10 +19,14 @@ from softhard.analysis.temperature import (
     extrapolate,
     extrapolate_table,
     extrapolation_markdown,
+    counterpart_targets,
     head_temperatures,
+    model_batches,
     model_temperature_table,
     plot_temperature,
     query_gaps,
+    run_counterparts,
+    target_set_gap,
     temperature_runs,
     temperature_table,
 )
@@ -66,7 +70,22 @@ def test_the_construction_s_designed_gaps_and_temperatures_are_recovered(soft_sc
         assert row.gap_min == pytest.approx(1 / (2 * LENGTH), rel=1e-4)
     # O c ties all its targets on purpose: the gap is to the best non-target, 1/2, not 0
     once = compiled.head("O c")
-    assert table[(table.layer == once.layer) & (table["head"] == once.head)].gap_min.min() == pytest.approx(0.5)
+    # (logits of order 20 carry fp32 rounding ~2e-6, about 1e-7 once scaled back by tau: an absolute tolerance)
+    assert table[(table.layer == once.layer) & (table["head"] == once.head)].gap_min.min() == pytest.approx(0.5, abs=1e-5)
+
+
+def test_each_construction_head_judged_on_its_own_targets(soft_scaled):
+    # the same gaps on the heads' own target sets: the designed gap is the gap to the best non-target
+    compiled, top = soft_scaled
+    table = model_temperature_table(compiled.model, random_words((3, 7, LENGTH)), construction=compiled)
+    for info in compiled.heads:
+        rows = table[(table.layer == info.layer) & (table["head"] == info.head)]
+        assert (rows.gap_used == "target_set").all() and (rows.counterpart == info.subformula).all()
+        assert (rows.gap_min >= info.gap * (1 - 1e-4)).all() and rows.hard.all(), info.subformula
+        assert (rows.spread_max.fillna(0) <= 1e-5).all()  # soft-scaled targets tie (their scores are s_j)
+    # unused slots keep the top-versus-second gap; their keys all tie: no competitor, no gap
+    unused = table[table.gap_used == "top_second"]
+    assert len(unused) and (unused.queries == 0).all() and (unused.no_competitor > 0).all() and unused.gap_min.isna().all()
 
 
 def test_extrapolation_of_the_construction(soft_scaled):
@@ -136,13 +155,86 @@ def test_query_gaps_ties_masks_and_the_gap_lemma():
     G = 3.0
     scores = torch.tensor([[[[0.0, 0.0, -G, float("-inf")], [1.0, float("-inf"), float("-inf"), float("-inf")]]]])
     attention = torch.softmax(scores, dim=-1)
-    gap, distance = query_gaps(scores, attention)
-    assert gap[0, 0, 0] == pytest.approx(G)  # the two tied maxima are the top keys
-    assert math.isinf(gap[0, 0, 1])  # a lone visible key: no gap
-    # L1 to uniform on the two maxima = 2 (mass off them) = 2 e^-G / (2 + e^-G) <= 2 n e^-G
+    gap, spread, distance = query_gaps(scores, attention)
+    assert gap[0, 0, 0] == pytest.approx(G) and spread[0, 0, 0] == 0  # the two tied maxima are the top keys
+    assert math.isnan(gap[0, 0, 1]) and math.isnan(spread[0, 0, 1])  # a lone visible key: no competitor
+    # L1 to uniform on the two maxima = 2 (mass off them) = 2 e^-G / (2 + e^-G) <= 2 n e^-G; the weights are
+    # fp32 (rounding ~3e-9 on a weight of 0.024): relative 1e-6 of the distance is above it
     assert distance[0, 0, 0] == pytest.approx(2 * math.exp(-G) / (2 + math.exp(-G)), rel=1e-6)
     assert distance[0, 0, 0] <= 2 * 3 * math.exp(-G)
     assert distance[0, 0, 1] == pytest.approx(0.0)
+
+
+def test_target_set_gap_by_brute_force():
+    rng = np.random.default_rng(3)
+    scores = torch.from_numpy(rng.normal(size=(5, 6, 7)))
+    targets = torch.from_numpy(rng.random((5, 6, 7)) < 0.4)
+    visible = torch.from_numpy(rng.random((5, 6, 7)) < 0.7)
+    visible[0, 0] = False
+    visible[0, 0, 0] = True  # only the sink visible
+    targets[0, 1], visible[0, 1] = visible[0, 1], visible[0, 1] | (torch.arange(7) == 0)  # every visible key a target
+    gap, spread = target_set_gap(scores, targets, visible)
+    assert gap.dtype == spread.dtype == torch.float64 and gap.shape == (5, 6)
+    for b, q in np.ndindex(5, 6):
+        on = [scores[b, q, j].item() for j in range(7) if targets[b, q, j] and visible[b, q, j]]
+        off = [scores[b, q, j].item() for j in range(7) if visible[b, q, j] and not targets[b, q, j]]
+        if on and off:
+            assert gap[b, q].item() == min(on) - max(off) and spread[b, q].item() == max(on) - min(on)
+        else:
+            assert math.isnan(gap[b, q]) and math.isnan(spread[b, q])
+    assert math.isnan(gap[0, 0]) and math.isnan(gap[0, 1])
+
+
+def test_a_set_valued_head_whose_targets_do_not_tie_stays_hard():
+    # the issue's perturbation: 0.01 j/n on the word keys of the soft-scaled `O a` head's scores leaves
+    # its output within eps, so the target-set gap keeps it hard; top-versus-second calls it soft
+    n = 64
+    compiled = compile_formula(parse("O a"), Alphabet(("a", "b")), mode="soft-scaled", length=n)
+    info = compiled.head("O a")
+    words = random_words((n,), count=8, symbols=2)[0]
+    [(scores, attention)] = list(model_batches(compiled.model, [words]))
+    layer = scores[info.layer].clone()
+    layer[..., 1:] += 0.01 * torch.arange(n) / n
+    scores[info.layer] = layer
+    attention[info.layer] = torch.softmax(layer, -1)
+    targets = counterpart_targets(compiled, {(info.layer, info.head): 0}, words, len(scores), layer.shape[1])
+    judged = head_temperatures(compiled.model, [(scores, attention, targets)], counterparts={(info.layer, info.head): "O a"})
+    top = head_temperatures(compiled.model, [(scores, attention)])
+    mine, theirs = (t.set_index(["layer", "head"]).loc[(info.layer, info.head)] for t in (judged, top))
+    assert mine.gap_used == "target_set" and mine.counterpart == "O a" and theirs.gap_used == "top_second"
+    assert mine.hard_fraction == 1.0 and mine.hard
+    assert mine.spread_max > 0.005 * info.tau  # the targets no longer tie (raw spread = logit spread x tau)
+    assert theirs.hard_fraction < 0.5
+    assert mine.no_competitor == 8  # query 0 sees only the sink
+
+
+def test_a_strict_past_head_with_a_length_factor_is_not_soft_by_its_first_query():
+    # query 0 of a strict-past head sees only the sink: no competitor; log 1 = 0 makes its tau_eff
+    # infinite and the n factor asks g >= tau ln(1/eps) = 6.9 there, more than any other query needs.
+    # The binding queries see one key (n = 2): log_n needs g >= ln(2/eps) / ln 2 = 10.97, n_log_n
+    # half that, 5.48, and n ln(2/eps) / 2 = 3.80
+    measured = pd.DataFrame({"layer": 0, "head": [0, 1, 2], "temperature_mode": ["log_n", "n_log_n", "n"],
+                             "mask": "strict_past", "tau_head": 1.0, "length": 10, "gap_min": [11.0, 5.5, 3.9],
+                             "gap_median": 5.0, "gap_used": "target_set"})
+    future = extrapolate_table(measured, factors=(10, 100), train_length=10)
+    assert future.hard.all() and (future.sink_only == 1).all()
+    assert (future.gap_used == "target_set").all()
+
+    # measured: a strict-past log_n head with raw gap 11 at every query that sees a key
+    T, g = 20, 11.0
+    model = Transformer(TransformerConfig(vocab_size=2, n_layers=1, n_heads=1, d_model=8, d_ff=8, mask="strict_past",
+                                          temperature="log_n"))
+    _, tau_eff = effective_temperature(torch.tensor([1.0]), ["log_n"], ["strict_past"], T)
+    raw = torch.full((1, 1, T, T + 1), float("-inf"))
+    for i in range(T):  # the sink and keys 0..i-1 visible, the last one on top by g
+        raw[0, 0, i, : i + 1] = 0.0
+        raw[0, 0, i, i] = g if i > 0 else 0.0
+    logits = raw / tau_eff.view(1, 1, T, 1).float()
+    row = head_temperatures(model, [([logits], [torch.softmax(logits, -1)])]).iloc[0]
+    assert row.no_competitor == 1 and row.queries == T - 1
+    assert row.gap_min == pytest.approx(g, rel=1e-5)
+    assert row.hard and row.hard_fraction == 1.0
+    assert extrapolate_table(pd.DataFrame([row]), factors=(10, 100), train_length=T).hard.all()
 
 
 def test_raw_gaps_do_not_depend_on_the_temperature():
@@ -178,18 +270,33 @@ def test_tiny_grid_tables(tiny_grid):
     assert set(future.length) == {50, 500}  # 10x and 100x the train length 5
     figure = plot_temperature(table, future)
     assert isinstance(figure, Figure) and len(figure.axes) == 4
+    # three configurations (since_ab fixed and log_n, two seeds each; majority): a solid and a
+    # dashed line each per panel, the median over seeds; one legend entry each
+    assert all(len(axes.lines) == 3 * 2 for axes in figure.axes)
+    assert len(figure.legends[0].get_texts()) == 3
+    expected = table[(table.language == "since_ab") & (table.temperature == "log_n") & (table.layer == 0)
+                     & (table["head"] == 0)].groupby("length").tau_required.median()
+    dashed = [line for line in figure.axes[0].lines if line.get_linestyle() == "--"]
+    assert any(np.allclose(line.get_ydata(), expected.to_numpy()) for line in dashed)
 
 
-def test_saved_logits_match_the_model_on_the_same_words(tiny_grid):
-    run = RunFolder(tiny_grid / "since_ab-log_n-seed0")
+@pytest.mark.parametrize("name, gap_used", [("since_ab-log_n-seed0", {"top_second"}), ("majority-fixed-seed0", {"target_set"})])
+def test_saved_logits_match_the_model_on_the_same_words(tiny_grid, name, gap_used):
+    # untrained since_ab heads hold under half their weight on any S target set: no counterpart; the
+    # untrained majority heads attend about uniformly, so over half lands on the count heads' targets
+    run = RunFolder(tiny_grid / name)
     saved = temperature_table(run)
+    assert set(saved.gap_used) == gap_used
     by_length = {}
     for word in run.attention_words():
         by_length.setdefault(len(word.ids), []).append(word.ids)
-    recomputed = model_temperature_table(run.load_model(), [np.stack(w) for w in by_length.values()])
+    construction, counterparts = run_counterparts(run)
+    recomputed = model_temperature_table(run.load_model(), [np.stack(w) for w in by_length.values()],
+                                         construction=construction, counterparts=counterparts)
     recomputed = recomputed.sort_values(["layer", "head", "length"]).reset_index(drop=True)
-    assert np.allclose(saved.gap_median, recomputed.gap_median, rtol=1e-3)
-    assert (saved.words == recomputed.words).all()
+    # fp32 logits of order 1 recomputed in another batch: gaps agree to their rounding
+    assert np.allclose(saved.gap_median, recomputed.gap_median, rtol=0, atol=1e-5)
+    assert (saved.words == recomputed.words).all() and (saved.gap_used == recomputed.gap_used).all()
     assert extrapolate(run).factor.tolist() == [10, 100] * 4
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -43,9 +44,37 @@ def test_report_has_every_section_for_every_formula(built):
     assert html.count("<img") == text.count("![") and "<table" in html
 
 
+def test_the_html_report_is_self_contained(built):
+    # every figure inlined as a data URI holding the very PNG the markdown links
+    out, _ = built
+    html = (out / "report.html").read_text()
+    sources = re.findall(r"<img src='([^']*)'", html)
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (out / "report.md").read_text())
+    assert len(sources) == len(linked) > 0
+    for source, name in zip(sources, linked):
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.removeprefix("data:image/png;base64,")) == (out / name).read_bytes()
+    assert not re.search(r"(src|href)='(?!data:)", html)
+
+
+def test_in_distribution_is_the_validation_split(built, tiny_grid):
+    out, _ = built
+    summary = pd.read_csv(out / "length_summary_position_accuracy.csv").set_index(["language", "temperature"])
+    assert (summary.in_distribution_lengths == "validation, <= 5").all()
+    last = {}
+    for run in (folder for folder in tiny_grid.iterdir() if (folder / "metrics.jsonl").is_file()):
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        last[run.name] = [r["val/position_accuracy"] for r in records if "val/position_accuracy" in r][-1]
+    expected = (last["since_ab-log_n-seed0"] + last["since_ab-log_n-seed1"]) / 2
+    assert summary.loc[("since_ab", "log_n"), "in_distribution_mean"] == pytest.approx(expected, rel=1e-12)
+    text = (out / "report.md").read_text()
+    assert "validation (in distribution)" in text and "test_6_10:" not in text
+
+
 def test_report_tables_are_written_as_csv(built):
     out, _ = built
     best = pd.read_csv(out / "attention_best_since_ab.csv")
+    assert {"layer", "head", "subformula", "operator", "target_rule", "target_mass", "tv", "margin"} <= set(best.columns)
     assert set(best.run) == {"since_ab-fixed-seed0", "since_ab-fixed-seed1", "since_ab-log_n-seed0",
                              "since_ab-log_n-seed1"}
     assert best.target_mass.between(0, 1).all()
@@ -53,6 +82,10 @@ def test_report_tables_are_written_as_csv(built):
     assert (probes.construction_layer.dropna() >= 0).all() and "#a > #b" in set(probes.subformula)
     summary = pd.read_csv(out / "length_summary_position_accuracy.csv")
     assert len(summary) == 3  # majority/fixed, since_ab/fixed, since_ab/log_n
+    temperatures = pd.read_csv(out / "temperature_majority.csv")
+    assert {"gap_used", "counterpart", "no_competitor", "spread_max"} <= set(temperatures.columns)
+    assert "sink_only" in pd.read_csv(out / "extrapolation_since_ab.csv").columns
+    assert {"accuracy_std", "folds"} <= set(probes.columns)
 
 
 def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
