@@ -277,7 +277,8 @@ def test_tiny_grid_tables(tiny_grid):
     expected = table[(table.language == "since_ab") & (table.temperature == "log_n") & (table.layer == 0)
                      & (table["head"] == 0)].groupby("length").tau_required.median()
     dashed = [line for line in figure.axes[0].lines if line.get_linestyle() == "--"]
-    assert any(np.allclose(line.get_ydata(), expected.to_numpy()) for line in dashed)
+    assert any(len(line.get_ydata()) == len(expected) and np.allclose(line.get_ydata(), expected.to_numpy())
+               for line in dashed)  # other configurations' lines may cover other lengths
 
 
 @pytest.mark.parametrize("name, gap_used", [("since_ab-log_n-seed0", {"top_second"}), ("majority-fixed-seed0", {"target_set"})])
