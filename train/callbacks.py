@@ -12,6 +12,7 @@ import torch
 from softhard.train import plots
 from softhard.train.evaluation import append_table, length_generalization
 from softhard.train.run_folder import LENGTH_TABLE, LENGTHGEN_PREFIX, forget_after
+from softhard.train.wandb_run import log_media
 
 
 class TemperatureScheduleCallback(pl.Callback):
@@ -59,7 +60,7 @@ class LengthGeneralizationCallback(pl.Callback):
             final = whole[whole.step == trainer.global_step]
             path = plots.save(plots.accuracy_by_length(final, title=self.run_dir.name),
                               self.run_dir / "accuracy_by_length.png")
-            _log_to_wandb(trainer, {"accuracy_by_length": path}, table=final)
+            log_media(trainer, trainer.global_step, {"accuracy_by_length": path}, table=final)
 
     def _evaluate(self, trainer, pl_module, final: bool):
         # The test loaders draw their base seed from torch's random state: an evaluation must not
@@ -128,18 +129,5 @@ class AttentionCaptureCallback(pl.Callback):
             length = int(shown["lengths"][0])
             figure = plots.attention_maps([a[0] for a in shown["attention"]], length)
             path = plots.save(figure, self.run_dir / "attention_maps.png")
-            _log_to_wandb(trainer, {"attention_maps": path})
-
-
-def _log_to_wandb(trainer, images: dict, table=None) -> None:
-    from pytorch_lightning.loggers import WandbLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            payload = {key: wandb.Image(str(path)) for key, path in images.items()}
-            if table is not None:
-                payload["length_generalization"] = wandb.Table(dataframe=table)
-            logger.experiment.log(payload)
+            log_media(trainer, trainer.global_step, {"attention_maps": path})
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from softhard.models import Transformer, TransformerConfig
+from softhard.models.temperature import TemperatureSchedule
 
 OBJECTIVES = ("position", "string", "both")
 
@@ -19,6 +20,14 @@ OBJECTIVES = ("position", "string", "both")
 def masked_position_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(B, T) True at real (non-padding) positions."""
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def transformer_config(fields: dict) -> TransformerConfig:
+    """The TransformerConfig of its ``dataclasses.asdict`` form (a checkpoint's hyperparameters)."""
+    fields = dict(fields)
+    if isinstance(fields.get("schedule"), dict):
+        fields["schedule"] = TemperatureSchedule(**fields["schedule"])
+    return TransformerConfig(**fields)
 
 
 class LanguageModel(pl.LightningModule):
@@ -33,7 +42,8 @@ class LanguageModel(pl.LightningModule):
     ):
         """
         Args:
-            transformer: the model's configuration (models/transformer.py, every field commented there).
+            transformer: the model's configuration (models/transformer.py, every field commented there);
+                its dict form too, as a checkpoint's hyperparameters hold it (load_from_checkpoint).
             objective: the loss: "position" (truth at every position), "string" (membership,
                 read at the last position) or "both" (their sum).
             lr: AdamW learning rate.
@@ -47,6 +57,8 @@ class LanguageModel(pl.LightningModule):
             raise ValueError(f"model.objective: unknown value {objective!r}; expected one of {OBJECTIVES}")
         if not lr > 0 or weight_decay < 0:
             raise ValueError(f"model.lr must be > 0 and model.weight_decay >= 0, got {lr} and {weight_decay}")
+        if isinstance(transformer, dict):
+            transformer = transformer_config(transformer)
         changes = {}
         if vocab_size is not None:
             changes["vocab_size"] = vocab_size
@@ -111,16 +123,21 @@ class LanguageModel(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # Python, numpy and torch random states travel with the checkpoint, so a resumed run
-    # draws the same dropout masks and offsets as an uninterrupted one.
+    # draws the same dropout masks and offsets as an uninterrupted one. They are kept as
+    # tuples, lists and tensors, which torch's weights-only loader accepts (a numpy array
+    # is refused), so load_from_checkpoint needs no weights_only=False.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = {"python": random.getstate(), "numpy": np.random.get_state(),
+        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        checkpoint["rng_states"] = {"python": random.getstate(),
+                                    "numpy": (kind, keys.tolist(), position, has_gauss, cached_gaussian),
                                     "torch": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
         if states:
             random.setstate(states["python"])
-            np.random.set_state(states["numpy"])
+            kind, keys, *rest = states["numpy"]
+            np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
             torch.set_rng_state(states["torch"])
 
 

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+RUN_INFO = "run_info.json"  # how the run was made: versions, seed, command, wandb run id
 METRICS_FILE = "metrics.jsonl"  # every logged metric, one JSON object per logging call
 LENGTH_TABLE = "length_generalization.csv"  # its last rows are written when training ends: the run is done
 LENGTHGEN_PREFIX = "lengthgen/"  # the metrics of a length-generalization evaluation
