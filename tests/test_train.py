@@ -15,6 +15,7 @@ from softhard.models.temperature import TemperatureSchedule
 from softhard.models.transformer import TransformerConfig
 from tests.conftest import TINY_RUN
 from softhard.train.cli import main as train
+from softhard.train.evaluation import length_generalization, rank_share
 from softhard.train.metrics import read_metrics
 from softhard.train.module import LanguageModel, transformer_config
 from softhard.train.schedules import WarmupCosineLR
@@ -285,6 +286,9 @@ class FakeWandbRun:
     def log(self, payload):
         self.logged.append(payload)
 
+    def finish(self):
+        self.finished = True
+
 
 def test_wandb_gets_its_settings_one_config_and_media_at_their_step(tmp_path, monkeypatch):
     import wandb
@@ -295,7 +299,7 @@ def test_wandb_gets_its_settings_one_config_and_media_at_their_step(tmp_path, mo
     code, run_dir = run(tmp_path, "faked", "--trainer.max_epochs", "2", "--wandb", "offline",
                         "--wandb_entity", "lab", "--wandb_group", "grid1", "--wandb_tags", "[since_ab, fixed]",
                         "--wandb_job_type", "train")
-    assert code == 0 and len(runs) == 1
+    assert code == 0 and len(runs) == 1 and runs[0].finished
     init = runs[0].init
     assert (init["entity"], init["group"], init["tags"], init["job_type"]) == ("lab", "grid1", ["since_ab", "fixed"],
                                                                                "train")
@@ -318,6 +322,35 @@ def test_resumed_wandb_offline_run_keeps_its_run_id(tmp_path, capsys, monkeypatc
     attempts = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(attempts) == 2 and all(folder.name.endswith(f"-{run_id}") for folder in attempts)
     out = capsys.readouterr().out
-    assert all(f"wandb sync {folder}" in out for folder in attempts)  # the hint, even with WANDB_SILENT
+    assert all(f"wandb sync {folder}" in out for folder in attempts), out  # the hint, even with WANDB_SILENT
     content = next(attempts[0].glob("run-*.wandb")).read_bytes()
     assert b'"language":"since_ab"' in content and b'"n_layers":2' in content  # the resolved config
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 13])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+def test_rank_shares_partition_a_split(size, world_size):
+    shares = [rank_share(size, rank, world_size) for rank in range(world_size)]
+    assert [i for share in shares for i in share] == list(range(size))  # each word once, in order
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_length_generalization_split_across_ranks_sums_to_the_whole(tmp_path):
+    from softhard.train.data import LanguageDataModule
+
+    data = LanguageDataModule("since_ab", max_length=4, test_per_length=6, test_lengths_per_bin=3, eval_batch_size=4,
+                              cache_dir=str(tmp_path))
+    torch.manual_seed(0)
+    module = LanguageModel(TransformerConfig(n_layers=1, d_model=16, d_ff=16), vocab_size=data.vocab_size)
+    loaders = data.test_splits()
+    whole = length_generalization(module, loaders, step=5, progress=False)
+    world_size, partials = 4, []
+    for rank in range(world_size):  # each rank's own counts, as it hands them to the all-reduce
+        length_generalization(module, loaders, 5, False, rank, world_size, reduce_sum=lambda c: partials.append(c) or c)
+    assert all(0 < partial[:, 0].sum() < whole.words.sum() for partial in partials)
+    gathered = length_generalization(module, loaders, 5, False, 0, world_size, reduce_sum=lambda c: sum(partials))
+    pd.testing.assert_frame_equal(gathered, whole, check_exact=False, rtol=1e-12)
+    # an independent count of the whole table: words per (split, length) as the dataset holds them
+    sizes = {(name, length): count for name in loaders for length, count in
+             pd.Series(data.dataset[name]["length"]).value_counts().items()}
+    assert dict(zip(zip(whole.split, whole.length), whole.words)) == sizes

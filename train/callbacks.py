@@ -37,9 +37,9 @@ class ResumeCallback(pl.Callback):
 class LengthGeneralizationCallback(pl.Callback):
     """Accuracy on every test length bin at the end of training (and every ``every_n_steps``).
 
-    One evaluation loop over all bins writes ``length_generalization.csv`` in the run folder
-    (one row per step and length), logs each bin's mean accuracies to every logger, and at
-    the end draws the accuracy-by-length curve.
+    One evaluation loop over all bins (split across DDP ranks, then summed) writes
+    ``length_generalization.csv`` in the run folder (one row per step and length), logs each
+    bin's mean accuracies to every logger, and at the end draws the accuracy-by-length curve.
     """
 
     def __init__(self, run_dir: str, every_n_steps: Optional[int] = None):
@@ -66,8 +66,11 @@ class LengthGeneralizationCallback(pl.Callback):
         # The test loaders draw their base seed from torch's random state: an evaluation must not
         # move the stream that training's dropout and offsets draw from.
         with torch.random.fork_rng(devices=[]):
-            table = length_generalization(pl_module, trainer.datamodule.test_splits(), trainer.global_step,
-                                          progress=final and trainer.is_global_zero)
+            table = length_generalization(
+                pl_module, trainer.datamodule.test_splits(), trainer.global_step,
+                progress=final and trainer.is_global_zero and trainer.progress_bar_callback is not None,
+                rank=trainer.global_rank, world_size=trainer.world_size,
+                reduce_sum=lambda counts: trainer.strategy.reduce(counts, reduce_op="sum"))
         self.evaluated_step = trainer.global_step
         if not trainer.is_global_zero:
             return

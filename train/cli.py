@@ -47,7 +47,8 @@ from softhard.train.metrics import JsonlLogger
 from softhard.train.module import LanguageModel
 from softhard.train.run_folder import LAST_CHECKPOINT, RUN_INFO
 from softhard.train.schedules import WarmupCosineLR  # noqa: F401  (--lr_scheduler WarmupCosineLR finds it)
-from softhard.train.wandb_run import WANDB_MODES, RunFolderWandbLogger, new_run_id, print_sync_hint
+from softhard.train import wandb_run
+from softhard.train.wandb_run import WANDB_MODES, RunFolderWandbLogger, new_run_id
 
 
 class TrainCLI(LightningCLI):
@@ -97,8 +98,8 @@ class TrainCLI(LightningCLI):
                 "or choose another --run_dir"
             )
         # a resumed run continues its wandb run; a fresh one starts a new one
-        self.wandb_run_id = None if config.wandb == "disabled" else (
-            self.ckpt_path and stored_wandb_run_id(self.run_dir)) or new_run_id()
+        stored = stored_wandb_run_id(self.run_dir) if self.ckpt_path else None
+        self.wandb_run_id = None if config.wandb == "disabled" else stored or new_run_id()
 
     def instantiate_trainer(self, **kwargs):
         if rank_zero_only.rank == 0:  # a language without words at these lengths fails here, before the run folder
@@ -248,11 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     # The run's own checkpoints also carry Python/numpy random states, which the
     # weights-only loader refuses; they are trusted files this command wrote.
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=False)
-    if cli.config.wandb != "disabled" and rank_zero_only.rank == 0:
-        import wandb
-
-        if cli.config.wandb == "offline":
-            print_sync_hint(wandb.run)
-        wandb.finish()  # close the run, so the next one in this process starts afresh
+    if rank_zero_only.rank == 0:
+        wandb_run.finish(cli.trainer, offline=cli.config.wandb == "offline")
     print(f"softhard train: run folder {cli.run_dir}")
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import string
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -45,10 +44,15 @@ def log_media(trainer, step: int, images: dict[str, Path], table=None) -> None:
             logger.log_metrics(payload, step=step)
 
 
-def print_sync_hint(run, file=sys.stdout) -> Optional[Path]:
-    """Prints how to upload an offline run (whatever WANDB_SILENT says); returns its folder."""
-    if run is None:
-        return None
-    folder = Path(run.dir).parent  # <save_dir>/wandb/offline-run-<time>-<id>/files
-    print(f"softhard train: wandb run {run.id} saved offline; upload it with: wandb sync {folder}", file=file)
-    return folder
+def finish(trainer, offline: bool) -> Optional[Path]:
+    """Closes the trainer's wandb run (so the next run in this process starts afresh); for an
+    offline run prints how to upload it, whatever WANDB_SILENT says, and returns its folder."""
+    for logger in trainer.loggers:
+        if isinstance(logger, RunFolderWandbLogger):
+            run = logger.experiment
+            folder = Path(run.dir).parent  # <save_dir>/wandb/offline-run-<time>-<id>/files
+            run.finish()
+            if offline:
+                print(f"softhard train: wandb run {run.id} saved offline; upload it with: wandb sync {folder}")
+                return folder
+    return None
