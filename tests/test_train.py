@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -354,3 +356,14 @@ def test_length_generalization_split_across_ranks_sums_to_the_whole(tmp_path):
     sizes = {(name, length): count for name in loaders for length, count in
              pd.Series(data.dataset[name]["length"]).value_counts().items()}
     assert dict(zip(zip(whole.split, whole.length), whole.words)) == sizes
+
+
+@pytest.mark.slow
+def test_ddp_run_evaluates_every_test_word_once(tmp_path):
+    run_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "softhard", "train", *TINY, "--trainer.max_epochs", "1",
+               "--data.cache_dir", str(tmp_path / "data"), "--run_dir", str(run_dir),
+               "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    table = pd.read_csv(run_dir / "length_generalization.csv")
+    assert (table.words == 4).all() and len(table) == 8  # --data.test_per_length 4, two lengths in each of 4 bins

@@ -93,7 +93,8 @@ class LanguageModel(pl.LightningModule):
             f"{stage}/word_position_accuracy": position_correct.all(dim=1).float().mean(),
             f"{stage}/string_accuracy": ((output.string_logits > 0) == batch["label"]).float().mean(),
         }
-        log = dict(on_step=stage == "train", on_epoch=stage != "train")
+        # epoch means are averaged across DDP ranks too (each validates its own share of the split)
+        log = dict(on_step=stage == "train", on_epoch=stage != "train", sync_dist=stage != "train")
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", batch_size=positions if self.objective == "position"
                  else words, **log)  # under "both", a sum of a per-position and a per-word mean: weighted by words
         self.log_dict(per_position, prog_bar=stage == "train", batch_size=positions, **log)
@@ -108,7 +109,8 @@ class LanguageModel(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         _, output = self._step(batch, "val", return_attention=True)
         real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
-        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=int(real.sum()))
+        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=int(real.sum()),
+                      sync_dist=True)
 
     def temperature_metrics(self) -> dict[str, torch.Tensor]:
         """Each head's effective temperature tau_h * schedule (before any length factor)."""
