@@ -143,6 +143,7 @@ def test_counting_oracle(fake_runs):
     assert best.loc[(0, 1), "target_mass"] == pytest.approx(1.0) and best.loc[(0, 1), "margin"] == pytest.approx(0)
 
 
+@pytest.mark.slow
 def test_tiny_grid_majority_and_side_by_side(tiny_grid):
     run = RunFolder(tiny_grid / "majority-fixed-seed0")
     best = att.best_matches(run)
@@ -156,6 +157,7 @@ def test_tiny_grid_majority_and_side_by_side(tiny_grid):
         att.plot_side_by_side(run, word=99, matches=best)
 
 
+@pytest.mark.slow
 def test_tiny_grid_by_length_refuses_mixed_formulas(tiny_grid):
     with pytest.warns(UserWarning, match="differs from `a S b`"):
         table = att.compare_runs(tiny_grid, table="length")  # the formula of most runs: a S b

@@ -164,6 +164,7 @@ def test_raw_gaps_do_not_depend_on_the_temperature():
     assert np.allclose(b.tau_eff[b["head"] == 1], 2.0 / b.n_keys[b["head"] == 1])
 
 
+@pytest.mark.slow
 def test_tiny_grid_tables(tiny_grid):
     table = temperature_runs(tiny_grid)
     assert table.attrs["skipped"] == [] and table.run.nunique() == len(TINY_GRID)
@@ -180,6 +181,7 @@ def test_tiny_grid_tables(tiny_grid):
     assert isinstance(figure, Figure) and len(figure.axes) == 4
 
 
+@pytest.mark.slow
 def test_saved_logits_match_the_model_on_the_same_words(tiny_grid):
     run = RunFolder(tiny_grid / "since_ab-log_n-seed0")
     saved = temperature_table(run)
@@ -193,6 +195,7 @@ def test_saved_logits_match_the_model_on_the_same_words(tiny_grid):
     assert extrapolate(run).factor.tolist() == [10, 100] * 4
 
 
+@pytest.mark.slow
 def test_runs_of_one_name_in_two_grid_folders_stay_two_runs(tiny_grid, tmp_path):
     for grid in ("grid_a", "grid_b"):
         shutil.copytree(tiny_grid / "since_ab-fixed-seed0", tmp_path / grid / "since_ab-fixed-seed0")
@@ -204,6 +207,7 @@ def test_runs_of_one_name_in_two_grid_folders_stay_two_runs(tiny_grid, tmp_path)
     assert str(tmp_path / "grid_a" / "since_ab-fixed-seed0") in markdown and str(tmp_path / "grid_b") in markdown
 
 
+@pytest.mark.slow
 def test_runs_without_attention_or_checkpoint_are_skipped(tiny_grid, tmp_path):
     runs, _ = find_runs(tiny_grid)
     source = runs[0].path

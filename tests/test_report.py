@@ -27,6 +27,7 @@ def built(tiny_grid, tmp_path_factory):
     return out, files
 
 
+@pytest.mark.slow
 def test_report_has_every_section_for_every_formula(built):
     out, files = built
     assert [f.name for f in files] == ["report.md", "report.html"]
@@ -43,6 +44,7 @@ def test_report_has_every_section_for_every_formula(built):
     assert html.count("<img") == text.count("![") and "<table" in html
 
 
+@pytest.mark.slow
 def test_report_tables_are_written_as_csv(built):
     out, _ = built
     best = pd.read_csv(out / "attention_best_since_ab.csv")
@@ -55,6 +57,7 @@ def test_report_tables_are_written_as_csv(built):
     assert len(summary) == 3  # majority/fixed, since_ab/fixed, since_ab/log_n
 
 
+@pytest.mark.slow
 def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_grid / "since_ab-fixed-seed0", runs / "complete")
@@ -99,6 +102,7 @@ def test_nothing_to_report_is_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "empty" / "report").exists()
 
 
+@pytest.mark.slow
 def test_an_output_path_that_is_a_file_is_one_clear_error(tiny_grid, tmp_path, capsys):
     (tmp_path / "taken").write_text("")
     assert report([str(tiny_grid), "--out", str(tmp_path / "taken")]) == 2
@@ -112,6 +116,7 @@ def test_quickstart_refuses_epochs_below_one(tmp_path, capsys):
     assert not (tmp_path / "qs").exists()
 
 
+@pytest.mark.slow
 def test_quickstart_writes_the_report(tmp_path, capsys):
     assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out

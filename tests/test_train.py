@@ -39,6 +39,7 @@ def finished(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_run_folder_holds_everything(finished):
     names = {path.name for path in finished.iterdir()}
     assert {"config.yaml", "run_info.json", "metrics.jsonl", "checkpoints", "length_generalization.csv",
@@ -49,12 +50,14 @@ def test_run_folder_holds_everything(finished):
     assert "since_ab" in (finished / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_length_generalization_reaches_ten_times_the_train_length(finished):
     table = pd.read_csv(finished / "length_generalization.csv")
     assert table.length.max() >= 10 * 5 and table.split.str.startswith("test_").all()
     assert table[["string_accuracy", "position_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
 
 
+@pytest.mark.slow
 def test_metrics_file_records_losses_temperatures_and_attention(finished):
     metrics = read_metrics(finished)
     for column in ["train/loss", "val/string_accuracy", "temperature/layer1_head0", "attention/layer0_entropy",
@@ -63,6 +66,7 @@ def test_metrics_file_records_losses_temperatures_and_attention(finished):
     assert (metrics["temperature/layer0_head0"].dropna() > 0).all()
 
 
+@pytest.mark.slow
 def test_attention_capture_streams_batches_with_the_sink_column(finished):
     record = torch.load(finished / "attention" / "test_41_50" / "batch_000.pt")
     batch, width = record["input_ids"].shape
@@ -70,6 +74,7 @@ def test_attention_capture_streams_batches_with_the_sink_column(finished):
     torch.testing.assert_close(record["attention"][1].sum(-1), torch.ones(batch, 2, width))
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics(tmp_path):
     first = run(tmp_path, "first", "--trainer.max_epochs", "2")[1]
     second = run(tmp_path, "second", "--trainer.max_epochs", "2")[1]
@@ -79,6 +84,7 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
     assert (third / "metrics.jsonl").read_text() != (first / "metrics.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     common = ["--model.transformer.dropout", "0.1"]  # dropout: the random state must travel too
     straight = run(tmp_path, "straight", "--trainer.max_epochs", "4", *common)[1]
@@ -89,6 +95,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     pd.testing.assert_frame_equal(final(straight).reset_index(drop=True), final(resumed).reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_last_step_is_evaluated_once_when_it_is_also_a_periodic_step(tmp_path):
     run_dir = run(tmp_path, "periodic", "--trainer.max_epochs", "3", "--eval_every_n_steps", "4")[1]  # steps 4, 8, 12
     table = pd.read_csv(run_dir / "length_generalization.csv")
@@ -98,6 +105,7 @@ def test_last_step_is_evaluated_once_when_it_is_also_a_periodic_step(tmp_path):
     assert (run_dir / "accuracy_by_length.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_validation_figures_do_not_depend_on_the_eval_batch_size(tmp_path):
     import pytorch_lightning as pl
 
@@ -117,6 +125,7 @@ def test_validation_figures_do_not_depend_on_the_eval_batch_size(tmp_path):
         assert results[0][key] == pytest.approx(results[1][key], rel=1e-5) == results[2][key], key
 
 
+@pytest.mark.slow
 def test_periodic_evaluations_leave_training_as_it_was(tmp_path):
     common = ["--trainer.max_epochs", "2", "--model.transformer.dropout", "0.1"]
     plain = run(tmp_path, "plain", *common)[1]
@@ -127,6 +136,7 @@ def test_periodic_evaluations_leave_training_as_it_was(tmp_path):
     pd.testing.assert_frame_equal(final(plain).reset_index(drop=True), final(evaluated).reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_evaluates_each_step_once(tmp_path):
     run_dir = run(tmp_path, "accumulated", "--trainer.max_epochs", "2", "--trainer.accumulate_grad_batches", "2",
                   "--data.batch_size", "8", "--eval_every_n_steps", "2")[1]
@@ -138,6 +148,7 @@ class Killed(Exception):
     """Stands in for a kill: training stops at once, nothing is written after it."""
 
 
+@pytest.mark.slow
 def test_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     # 4 steps an epoch, evaluations every 3: the kill in step 12 leaves records of steps 9-11 and rows of 9 behind
     common = ["--trainer.max_epochs", "4", "--model.transformer.dropout", "0.1", "--eval_every_n_steps", "3"]
@@ -199,11 +210,13 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys, finished):
     code = train([*TINY, "--run_dir", str(finished), "--data.cache_dir", str(tmp_path)])
     assert code == 2 and "--ckpt_path last" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_schedule_callback_anneals_the_temperature(tmp_path):
     schedule = '{"tau_start": 1.0, "tau_end": 0.01, "steps": 8, "kind": "exponential"}'
     run_dir = run(tmp_path, "anneal", "--trainer.max_epochs", "2", "--model.transformer.schedule", schedule)[1]
@@ -211,6 +224,7 @@ def test_schedule_callback_anneals_the_temperature(tmp_path):
     assert taus[0] == pytest.approx(1.0) and taus[-1] < 0.05 and taus == sorted(taus, reverse=True)
 
 
+@pytest.mark.slow
 def test_load_from_checkpoint_gives_the_model_that_ended_training(finished):
     # the attention capture ran the end-of-training model on the probe words: the loaded one must agree
     checkpoint = finished / "checkpoints" / "last.ckpt"
@@ -232,11 +246,13 @@ def test_transformer_config_round_trips_its_dict_form():
     assert model.config == dataclasses.replace(config, vocab_size=4)
 
 
+@pytest.mark.slow
 def test_default_optimizer_is_adamw_with_model_lr(finished):
     group = torch.load(finished / "checkpoints" / "last.ckpt")["optimizer_states"][0]["param_groups"][0]
     assert group["lr"] == 1e-3 and group["betas"] == (0.9, 0.999)
 
 
+@pytest.mark.slow
 def test_user_logger_callbacks_and_root_dir_are_honoured(tmp_path):
     csv_dir = tmp_path / "csv"
     code = train([*TINY, "--data.cache_dir", str(tmp_path / "data"), "--trainer.max_epochs", "1",
@@ -254,6 +270,7 @@ def test_user_logger_callbacks_and_root_dir_are_honoured(tmp_path):
     assert "CSVLogger" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_lr_scheduler_warmup_cosine_steps_every_optimizer_step(tmp_path):
     run_dir = run(tmp_path, "cosine", "--trainer.max_epochs", "2", "--trainer.callbacks", "LearningRateMonitor",
                   "--model.lr", "0.01", "--lr_scheduler", "WarmupCosineLR", "--lr_scheduler.warmup_steps", "2",
@@ -267,6 +284,7 @@ def test_lr_scheduler_warmup_cosine_steps_every_optimizer_step(tmp_path):
     assert config["optimizer"]["class_path"] == "torch.optim.AdamW" and config["optimizer"]["init_args"]["lr"] == 0.01
 
 
+@pytest.mark.slow
 def test_optimizer_replaces_adamw(tmp_path):
     run_dir = run(tmp_path, "sgd", "--trainer.max_epochs", "1", "--optimizer", "SGD", "--optimizer.lr", "0.1",
                   "--optimizer.momentum", "0.9")[1]
@@ -292,6 +310,7 @@ class FakeWandbRun:
         self.finished = True
 
 
+@pytest.mark.slow
 def test_wandb_gets_its_settings_one_config_and_media_at_their_step(tmp_path, monkeypatch):
     import wandb
 
@@ -314,6 +333,7 @@ def test_wandb_gets_its_settings_one_config_and_media_at_their_step(tmp_path, mo
     assert len(media) == 2 and all(p["trainer/global_step"] == final_step == 8 for p in media)
 
 
+@pytest.mark.slow
 def test_resumed_wandb_offline_run_keeps_its_run_id(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")

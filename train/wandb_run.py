@@ -5,6 +5,7 @@ wandb is imported only when a run logs to it (`--wandb disabled` needs no wandb 
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 from pathlib import Path
@@ -16,10 +17,12 @@ WANDB_MODES = ("offline", "online", "disabled")
 
 
 def new_run_id() -> str:
-    """A fresh wandb run id, 8 lowercase letters and digits as wandb makes them (stored in
-    run_info.json, so a resumed run logs to the same run). Not from the seeded random streams:
-    two runs of one seed are still two wandb runs."""
-    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    """The id of a fresh run's wandb run (stored in run_info.json, so a resumed run logs to the
+    same run): a wandb agent's WANDB_RUN_ID (the sweep's run), else 8 lowercase letters and
+    digits as wandb makes them, not from the seeded random streams (two runs of one seed are
+    two wandb runs)."""
+    return os.environ.get("WANDB_RUN_ID") or "".join(
+        secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 class RunFolderWandbLogger(WandbLogger):
