@@ -32,7 +32,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -47,8 +47,7 @@ from softhard.train.metrics import JsonlLogger
 from softhard.train.module import LanguageModel
 from softhard.train.run_folder import LAST_CHECKPOINT, RUN_INFO
 from softhard.train.schedules import WarmupCosineLR  # noqa: F401  (--lr_scheduler WarmupCosineLR finds it)
-from softhard.train import wandb_run
-from softhard.train.wandb_run import WANDB_MODES, RunFolderWandbLogger, new_run_id
+from softhard.train.wandb_run import WANDB_MODES, RunFolderWandbLogger, close_wandb_run, new_run_id
 
 
 class TrainCLI(LightningCLI):
@@ -159,15 +158,16 @@ def check_trainer_settings(trainer) -> None:
     for key, (bad, why) in refused.items():
         if bad:
             raise ValueError(f"--trainer.{key} {str(getattr(trainer, key)).lower()}: not supported: {why}")
-    for logger in _as_list(trainer.logger):
-        if "Wandb" in str(getattr(logger, "class_path", "")):
-            raise ValueError("--trainer.logger WandbLogger: the run folder has its own wandb run; set it with "
-                             "--wandb, --wandb_project, --wandb_entity, --wandb_group, --wandb_tags, --wandb_job_type")
 
 
 def user_loggers(logger) -> list[Logger]:
-    """The --trainer.logger loggers (None or True: none besides the run folder's own)."""
-    return [item for item in _as_list(logger) if isinstance(item, Logger)]
+    """The --trainer.logger loggers (None or True: none besides the run folder's own); a
+    WandbLogger is refused, as the run folder has its own wandb run."""
+    loggers = [item for item in _as_list(logger) if isinstance(item, Logger)]
+    if any(isinstance(item, WandbLogger) for item in loggers):
+        raise ValueError("--trainer.logger WandbLogger: the run folder has its own wandb run; set it with "
+                         "--wandb, --wandb_project, --wandb_entity, --wandb_group, --wandb_tags, --wandb_job_type")
+    return loggers
 
 
 def _as_list(value) -> list:
@@ -250,6 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     # weights-only loader refuses; they are trusted files this command wrote.
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=False)
     if rank_zero_only.rank == 0:
-        wandb_run.finish(cli.trainer, offline=cli.config.wandb == "offline")
+        close_wandb_run(cli.trainer, offline=cli.config.wandb == "offline")
     print(f"softhard train: run folder {cli.run_dir}")
     return 0

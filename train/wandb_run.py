@@ -47,7 +47,7 @@ def log_media(trainer, step: int, images: dict[str, Path], table=None) -> None:
             logger.log_metrics(payload, step=step)
 
 
-def finish(trainer, offline: bool) -> Optional[Path]:
+def close_wandb_run(trainer, offline: bool) -> Optional[Path]:
     """Closes the trainer's wandb run (so the next run in this process starts afresh); for an
     offline run prints how to upload it, whatever WANDB_SILENT says, and returns its folder."""
     for logger in trainer.loggers:
