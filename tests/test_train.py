@@ -277,8 +277,8 @@ def test_lr_scheduler_warmup_cosine_steps_every_optimizer_step(tmp_path):
                   "--lr_scheduler.total_steps", "6", "--lr_scheduler.min_lr_ratio", "0.1")[1]
     lrs = read_metrics(run_dir)["lr-AdamW"].dropna().tolist()  # the lr of steps 0..7 (4 steps an epoch)
     # warmup 0, 1/2, then the half cosine from 1 to 0.1 over steps 2..6 (its midpoint 0.55 at step 4), then held
-    expected = [0.0, 0.5, 1.0, 0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2, 0.55, 0.1 + 0.9 * (1 - math.cos(math.pi / 4)) / 2,
-                0.1, 0.1]
+    quarter = math.cos(math.pi / 4)
+    expected = [0.0, 0.5, 1.0, 0.1 + 0.9 * (1 + quarter) / 2, 0.55, 0.1 + 0.9 * (1 - quarter) / 2, 0.1, 0.1]
     assert lrs == pytest.approx([0.01 * factor for factor in expected], rel=1e-12, abs=1e-15)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["optimizer"]["class_path"] == "torch.optim.AdamW" and config["optimizer"]["init_args"]["lr"] == 0.01
