@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from softhard.analysis.attention import best_matches, construction_for, target_sets
+from softhard.analysis.attention import best_matches, construction_for
 from softhard.analysis.length_generalization import configuration_labels
 from softhard.analysis.runs import RUN, SETTINGS, RunFolder, RunSkipped, map_runs, name_runs
 from softhard.models.compiler import CompiledModel

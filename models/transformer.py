@@ -75,7 +75,7 @@ class TransformerConfig:
     tau: PerHead = 1.0  # per head: the temperature (the initial one for learned heads), > 0
     schedule: Optional[TemperatureSchedule] = None  # global multiplier of every tau, driven by set_training_step
     fast: bool = True  # softmax layers run on F.scaled_dot_product_attention unless weights are requested
-    attn_fp32: bool = True  # attention logits and softmax in fp32 even under bf16 autocast (exact at scale 1e8)
+    attn_fp32: bool = False  # q, k, v, logits, softmax in fp32 under bf16 autocast too (no bf16 flash kernel)
 
     def __post_init__(self):
         self.validate()

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"quickstart: training {language} with temperature {temperature}")
             command = [*SMALL_RUN, "--trainer.max_epochs", str(args.epochs), "--data.language", language,
                        "--data.cache_dir", str(args.out / "data"), "--model.transformer.temperature", temperature,
-                       "--run_dir", str(run_dir), "--wandb", args.wandb]
+                       "--run_dir", str(run_dir), "--wandb", args.wandb, "--wandb_group", "quickstart",
+                       "--wandb_tags", f"[{language}, {temperature}]"]
             code = run_folder.finish(run_dir, lambda resume: train_cli.main(command + ["--ckpt_path", "last"] * resume))
             if code:
                 return code

@@ -95,6 +95,7 @@ def test_build_reports_splits_then_reuses(capsys, tmp_path):
     assert code == 0 and out.startswith("reused ")
 
 
+@pytest.mark.slow
 def test_console_script_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "softhard", "data", "sample", "--language", "majority", "--length", "5", "--count", "2", "--label", "positive"],

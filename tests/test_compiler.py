@@ -372,6 +372,7 @@ WIDE = ("(Y a | X b) & (O c -> H a) & (F a <-> G b) & ((a S b) | (b S c)) & (Y b
         "& ((c S a) -> Y c) & (X a | F b)")
 
 
+@pytest.mark.slow  # a third of the fast loop's time
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("text", [WIDE, f"Y ({WIDE})", f"({WIDE}) S c", f"!({WIDE}) & ({WIDE.replace('a', 'c')})"])
 def test_boolean_nodes_over_many_leaves_get_a_layer_of_their_own(text, mode, monkeypatch):

@@ -78,6 +78,7 @@ def test_every_key_carries_a_comment(path):
     assert missing == []
 
 
+@pytest.mark.slow
 def test_a_config_trains_a_few_steps(tmp_path):
     run_dir = tmp_path / "run"
     code = train([

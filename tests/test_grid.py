@@ -151,6 +151,7 @@ def test_run_folder_states_decide_skip_resume_or_restart(tmp_path):
 # ---------------------------------------------------------------------------- real runs
 
 
+@pytest.mark.slow
 def test_tiny_grid_runs_in_parallel_then_skips_on_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the configs' data cache (runs/data) lands in tmp_path
     out = tmp_path / "out"
@@ -169,6 +170,7 @@ def test_tiny_grid_runs_in_parallel_then_skips_on_rerun(tmp_path, monkeypatch, c
     assert [row["status"] for row in read_table(out / "grid.csv")] == ["skipped", "skipped"]
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     broken = tmp_path / "broken.yaml"
@@ -197,6 +199,7 @@ def test_sweep_is_a_grid_over_cli_keys(capsys):
         assert (CONFIGS / f"{language}.yaml").is_file(), language
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("softhard") is None, reason="the sweep command calls the softhard console script")
 def test_sweep_command_resolves_like_a_wandb_agent():
     """Expand the command for one grid point the way `wandb agent` does and let the CLI print
@@ -237,6 +240,7 @@ def run_ddp(tmp_path: Path, strategy: str, extra_env: dict) -> tuple[subprocess.
     return result, run_dir
 
 
+@pytest.mark.slow
 def test_ddp_spawn_two_cpu_processes(tmp_path):
     # The spawned workers unpickle formula nodes, whose cached hashes must not travel.
     result, run_dir = run_ddp(tmp_path, "ddp_spawn", {})
@@ -244,6 +248,7 @@ def test_ddp_spawn_two_cpu_processes(tmp_path):
     assert (run_dir / "length_generalization.csv").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     result, run_dir = run_ddp(tmp_path, "ddp", {})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -403,10 +403,11 @@ def test_scale_1e8_fp32_is_finite_and_exactly_hard(temperature, mask):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("attn_fp32", [False, True])  # False, the default: q, k, v stay bf16
 @pytest.mark.parametrize("fast", [True, False])
-def test_bf16_autocast_scale_1e8_is_finite_and_exact(fast):
+def test_bf16_autocast_scale_1e8_is_finite_and_exact(fast, attn_fp32):
     model = make(seed=8, n_layers=2, n_heads=2, d_model=32, tau=1e-8, temperature=["log_n", "fixed"],
-                 mask=["strict_past", "future"], positional=["rope", "alibi", "i"], fast=fast)
+                 mask=["strict_past", "future"], positional=["rope", "alibi", "i"], fast=fast, attn_fp32=attn_fp32)
     x, lengths = torch.randint(0, 3, (2, 64)), torch.tensor([64, 30])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, lengths)
@@ -414,7 +415,7 @@ def test_bf16_autocast_scale_1e8_is_finite_and_exact(fast):
         model.set_attention_kind("average")
         hard = model(x, lengths, return_attention=True)
     assert torch.isfinite(out.position_logits.float()).all() and torch.isfinite(out.string_logits.float()).all()
-    assert soft.attention[0].dtype == torch.float32  # logits and softmax in fp32 under autocast
+    assert soft.attention[0].dtype == (torch.float32 if attn_fp32 else torch.bfloat16)
     for a, b in zip(soft.attention, hard.attention):
         assert torch.isfinite(a).all()
         assert torch.allclose(a, b, atol=1e-6, rtol=0)

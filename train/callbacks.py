@@ -12,6 +12,7 @@ import torch
 from softhard.train import plots
 from softhard.train.evaluation import append_table, length_generalization
 from softhard.train.run_folder import LENGTH_TABLE, LENGTHGEN_PREFIX, forget_after
+from softhard.train.wandb_run import log_media
 
 
 class TemperatureScheduleCallback(pl.Callback):
@@ -36,9 +37,9 @@ class ResumeCallback(pl.Callback):
 class LengthGeneralizationCallback(pl.Callback):
     """Accuracy on every test length bin at the end of training (and every ``every_n_steps``).
 
-    One evaluation loop over all bins writes ``length_generalization.csv`` in the run folder
-    (one row per step and length), logs each bin's mean accuracies to every logger, and at
-    the end draws the accuracy-by-length curve.
+    One evaluation loop over all bins (split across DDP ranks, then summed) writes
+    ``length_generalization.csv`` in the run folder (one row per step and length), logs each
+    bin's mean accuracies to every logger, and at the end draws the accuracy-by-length curve.
     """
 
     def __init__(self, run_dir: str, every_n_steps: Optional[int] = None):
@@ -59,14 +60,17 @@ class LengthGeneralizationCallback(pl.Callback):
             final = whole[whole.step == trainer.global_step]
             path = plots.save(plots.accuracy_by_length(final, title=self.run_dir.name),
                               self.run_dir / "accuracy_by_length.png")
-            _log_to_wandb(trainer, {"accuracy_by_length": path}, table=final)
+            log_media(trainer, trainer.global_step, {"accuracy_by_length": path}, table=final)
 
     def _evaluate(self, trainer, pl_module, final: bool):
         # The test loaders draw their base seed from torch's random state: an evaluation must not
         # move the stream that training's dropout and offsets draw from.
         with torch.random.fork_rng(devices=[]):
-            table = length_generalization(pl_module, trainer.datamodule.test_splits(), trainer.global_step,
-                                          progress=final and trainer.is_global_zero)
+            table = length_generalization(
+                pl_module, trainer.datamodule.test_splits(), trainer.global_step,
+                progress=final and trainer.is_global_zero and trainer.progress_bar_callback is not None,
+                rank=trainer.global_rank, world_size=trainer.world_size,
+                reduce_sum=lambda counts: trainer.strategy.reduce(counts, reduce_op="sum"))
         self.evaluated_step = trainer.global_step
         if not trainer.is_global_zero:
             return
@@ -98,7 +102,7 @@ class AttentionCaptureCallback(pl.Callback):
             return
         path = capture_attention(pl_module, trainer.datamodule.dataset, self.run_dir, self.probe_words, self.batch_size)
         if path is not None:
-            _log_to_wandb(trainer, {"attention_maps": path})
+            log_media(trainer, trainer.global_step, {"attention_maps": path})
 
 
 @torch.no_grad()
@@ -140,16 +144,4 @@ def capture_attention(module, dataset, run_dir, probe_words: int, batch_size: in
     figure = plots.attention_maps([a[0] for a in shown["attention"]], length)
     return plots.save(figure, run_dir / "attention_maps.png")
 
-
-def _log_to_wandb(trainer, images: dict, table=None) -> None:
-    from pytorch_lightning.loggers import WandbLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            payload = {key: wandb.Image(str(path)) for key, path in images.items()}
-            if table is not None:
-                payload["length_generalization"] = wandb.Table(dataframe=table)
-            logger.experiment.log(payload)
 

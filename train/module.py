@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from softhard.models import Transformer, TransformerConfig
+from softhard.models.temperature import TemperatureSchedule
 
 OBJECTIVES = ("position", "string", "both")
 
@@ -19,6 +20,14 @@ OBJECTIVES = ("position", "string", "both")
 def masked_position_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(B, T) True at real (non-padding) positions."""
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def transformer_config(fields: dict) -> TransformerConfig:
+    """The TransformerConfig of its ``dataclasses.asdict`` form (a checkpoint's hyperparameters)."""
+    fields = dict(fields)
+    if isinstance(fields.get("schedule"), dict):
+        fields["schedule"] = TemperatureSchedule(**fields["schedule"])
+    return TransformerConfig(**fields)
 
 
 class LanguageModel(pl.LightningModule):
@@ -33,7 +42,8 @@ class LanguageModel(pl.LightningModule):
     ):
         """
         Args:
-            transformer: the model's configuration (models/transformer.py, every field commented there).
+            transformer: the model's configuration (models/transformer.py, every field commented there);
+                its dict form too, as a checkpoint's hyperparameters hold it (load_from_checkpoint).
             objective: the loss: "position" (truth at every position), "string" (membership,
                 read at the last position) or "both" (their sum).
             lr: AdamW learning rate.
@@ -47,6 +57,8 @@ class LanguageModel(pl.LightningModule):
             raise ValueError(f"model.objective: unknown value {objective!r}; expected one of {OBJECTIVES}")
         if not lr > 0 or weight_decay < 0:
             raise ValueError(f"model.lr must be > 0 and model.weight_decay >= 0, got {lr} and {weight_decay}")
+        if isinstance(transformer, dict):
+            transformer = transformer_config(transformer)
         changes = {}
         if vocab_size is not None:
             changes["vocab_size"] = vocab_size
@@ -81,7 +93,8 @@ class LanguageModel(pl.LightningModule):
             f"{stage}/word_position_accuracy": position_correct.all(dim=1).float().mean(),
             f"{stage}/string_accuracy": ((output.string_logits > 0) == batch["label"]).float().mean(),
         }
-        log = dict(on_step=stage == "train", on_epoch=stage != "train")
+        # epoch means are averaged across DDP ranks too (each validates its own share of the split)
+        log = dict(on_step=stage == "train", on_epoch=stage != "train", sync_dist=stage != "train")
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", batch_size=positions if self.objective == "position"
                  else words, **log)  # under "both", a sum of a per-position and a per-word mean: weighted by words
         self.log_dict(per_position, prog_bar=stage == "train", batch_size=positions, **log)
@@ -96,7 +109,8 @@ class LanguageModel(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         _, output = self._step(batch, "val", return_attention=True)
         real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
-        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=int(real.sum()))
+        self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=int(real.sum()),
+                      sync_dist=True)
 
     def temperature_metrics(self) -> dict[str, torch.Tensor]:
         """Each head's effective temperature tau_h * schedule (before any length factor)."""
@@ -111,16 +125,21 @@ class LanguageModel(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # Python, numpy and torch random states travel with the checkpoint, so a resumed run
-    # draws the same dropout masks and offsets as an uninterrupted one.
+    # draws the same dropout masks and offsets as an uninterrupted one. They are kept as
+    # tuples, lists and tensors, which torch's weights-only loader accepts (a numpy array
+    # is refused), so load_from_checkpoint needs no weights_only=False.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = {"python": random.getstate(), "numpy": np.random.get_state(),
+        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        checkpoint["rng_states"] = {"python": random.getstate(),
+                                    "numpy": (kind, keys.tolist(), position, has_gauss, cached_gaussian),
                                     "torch": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
         if states:
             random.setstate(states["python"])
-            np.random.set_state(states["numpy"])
+            kind, keys, *rest = states["numpy"]
+            np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
             torch.set_rng_state(states["torch"])
 
 

@@ -107,6 +107,7 @@ def build_model(layout: Layout, heads_per_block: list[list[HeadSpec]], alphabet:
         vocab_size=len(alphabet), n_layers=L, n_heads=H, d_model=D, d_head=D_HEAD, d_ff=d_ff, norm="none",
         bias=True, dropout=0.0, positional=[name for name, _ in layout.features], mask=masks,
         attention_kind=kinds, temperature="fixed", tau=taus,
+        attn_fp32=True,  # bfloat16 evaluation keeps the attention in fp32 (the sweep's bfloat16 frontier assumes it)
     )
     model = Transformer(config)
     with torch.no_grad():
