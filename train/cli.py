@@ -107,7 +107,9 @@ class TrainCLI(LightningCLI):
 
 
 def default_run_dir(config) -> Path:
-    name = Path(str(config.config[0])).stem if config.get("config") else config.data.language
+    """runs/<name>-seed<seed>: the last --config's name (the language's file after configs/defaults.yaml),
+    else the language."""
+    name = Path(str(config.config[-1])).stem if config.get("config") else config.data.language
     return Path("runs") / f"{name}-seed{config.seed_everything}"
 
 

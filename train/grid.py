@@ -4,36 +4,44 @@
     softhard grid --grid configs/grids/study.yaml --dry-run          # list the runs, start none
     softhard grid --grid configs/grids/study.yaml --gpus 0,1 --parallel 8   # 4 runs per GPU
 
-A grid file (YAML) names languages (each trained from its config, configs/<language>.yaml
-by default) and axes; the runs are their cartesian product:
+A grid file (YAML) names languages and axes; the runs are their cartesian product:
 
-    languages: [since_ab, majority]        # or a mapping {language: config file}
-    positional: [["sinusoidal"], ["i/n"]]  # model.transformer.positional values (lists)
-    temperature: [fixed, log_n]            # model.transformer.temperature values
-    seeds: [0, 1]                          # seed_everything values
-    overrides: {trainer.max_epochs: 5}     # dotted CLI keys given to every run
+    languages: [since_ab, majority]        # registry names, or a mapping {name: config file(s)}
+    model.lr: [1e-3, 3e-4]                 # an axis: any dotted `softhard train` key, a list of values
+    model.transformer.mask: [none, strict_past]
+    positional: [["sinusoidal"], ["i/n"]]  # short for model.transformer.positional
+    temperature: [fixed, log_n]            # short for model.transformer.temperature
+    seeds: [0, 1]                          # short for seed_everything
+    overrides: {trainer.max_epochs: 5}     # dotted `softhard train` keys given to every run
+    evaluate: {factor: 100, attention: [as-trained, hardened]}   # `softhard evaluate` after each run
+    name: study                            # wandb group of the runs (default: the file's name)
 
 Every run is a subprocess
 
-    python -m softhard train --config <config> --model.transformer.positional <P>
-        --model.transformer.temperature <T> --seed_everything <S>
-        --run_dir <out>/<language>-<pos>-<temp>-seed<S> --wandb disabled [--key value ...]
+    python -m softhard train --config <package>/configs/defaults.yaml --config <package>/configs/<language>.yaml
+        [--config <the mapping's files>] --model.transformer.positional <P> --model.lr <LR> ...
+        --seed_everything <S> --run_dir <out>/<language>-<pos>-<temp>-lr=<LR>-seed<S> --wandb disabled
 
-with its output in <run_dir>.log. Each distinct dataset is built once first (parallel runs
-of one language would race to cache it), then the runs start. A run whose folder already
-holds length_generalization.csv is skipped, one with a checkpoint but no table is resumed
-(--ckpt_path last; from scratch if that does not finish it), so re-running the same command
-finishes an interrupted grid. <out>/grid.csv gets one row per run (name, language,
-positional, temperature, seed, run_dir, status, exit_code, seconds); a failed run is
-reported and does not stop the others. Bad grid files fail before any run starts.
-No wandb account is needed: runs log with --wandb disabled (or offline, `wandb sync` later).
-Standard library, PyYAML and tqdm only.
+with its output in <run_dir>.log: the package's defaults and language settings apply to a
+registry language from a grid file anywhere on disk; a config file is needed only to change
+them. Keys and values are checked by `softhard train`'s own parser before any run starts.
+Each distinct dataset is built once first (parallel runs of one language would race to cache
+it), then the runs start. A run whose folder already holds length_generalization.csv is
+skipped, one with a checkpoint but no table is resumed (--ckpt_path last; from scratch if that
+does not finish it), so re-running the same command finishes an interrupted grid. <out>/grid.csv
+gets one row per run (name, language, positional, temperature, seed, one column per other axis
+named by its dotted key, run_dir, status, exit_code, seconds); a failed run is reported and
+does not stop the others. No wandb account is needed: runs log with --wandb disabled (or
+offline with group = the grid's name and tags = its axis values; `wandb sync` later).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import importlib
+import io
 import itertools
 import json
 import os
@@ -53,9 +61,28 @@ from tqdm import tqdm
 
 from softhard.train import run_folder
 
-GRID_KEYS = ("languages", "config_dir", "positional", "temperature", "seeds", "overrides")
+# Keys of a grid file that are not axes; every other key is one.
+NOT_AXES = ("name", "overrides", "evaluate")
+# Short axis names and the `softhard train` keys they stand for.
+SHORTHANDS = {
+    "languages": "data.language",
+    "positional": "model.transformer.positional",
+    "temperature": "model.transformer.temperature",
+    "seeds": "seed_everything",
+}
+# Keys the grid sets itself, so neither axes nor overrides may.
+RESERVED = {
+    "config": "the language's config files (a mapping under 'languages' adds your own)",
+    "run_dir": "<out>/<run name>",
+    "wandb": "the --wandb option of softhard grid",
+    "wandb_group": "the grid's name",
+    "wandb_tags": "the grid's axis values",
+    "ckpt_path": "resumption",
+}
 CSV_COLUMNS = ("name", "language", "positional", "temperature", "seed", "run_dir", "status", "exit_code", "seconds")
+EVALUATION = "evaluation.csv"  # what `softhard evaluate RUN_DIR` writes into the run folder
 LOG_TAIL_LINES = 15
+DOTTED_KEY = re.compile(r"[A-Za-z_][\w.]*")
 # Theory-feature names that are not valid in file names.
 _SLUGS = {"i/n": "i_over_n", "1/i": "1_over_i", "i^2": "i_sq", "(-1)^i": "alt_sign"}
 
@@ -64,16 +91,26 @@ class GridError(ValueError):
     """A bad grid file or option: reported before any run starts."""
 
 
+def package_configs() -> Path:
+    """The configs/ folder shipped with softhard: defaults.yaml and one file per registry language.
+
+    Installed, it is the package data softhard/configs; in a source checkout, the checkout's configs/.
+    """
+    return Path(next(iter(importlib.import_module("softhard.configs").__path__)))
+
+
 @dataclass
 class Run:
     name: str
     language: str
-    config: Path
-    positional: Optional[list]  # None: the config's own
-    temperature: Any  # None: the config's own
+    configs: list[Path]  # stacked with --config, later files win
     seed: int
     run_dir: Path
+    axes: dict = field(default_factory=dict)  # dotted key -> this run's value, for the grid's axes but language and seed
     overrides: dict = field(default_factory=dict)
+    group: str = ""  # wandb group: the grid's name
+    tags: list = field(default_factory=list)  # wandb tags: "<axis>=<value>" for every axis
+    evaluate: Optional[list[str]] = None  # `softhard evaluate` options after the run; None: no evaluation
     status: str = "pending"
     exit_code: Optional[int] = None
     seconds: float = 0.0
@@ -82,28 +119,40 @@ class Run:
     def log(self) -> Path:
         return self.run_dir.with_name(self.run_dir.name + ".log")
 
-    def command(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
-        args = [sys.executable, "-m", "softhard", "train", "--config", str(self.config)]
+    @property
+    def evaluated(self) -> bool:
+        return self.evaluate is None or (self.run_dir / EVALUATION).is_file()
+
+    def train_args(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
+        """The arguments of `softhard train` for this run."""
+        args = [arg for config in self.configs for arg in ("--config", str(config))]
         # Headless: tqdm over finished runs is the progress; the user's overrides come later and win.
         args += ["--trainer.enable_progress_bar", "false"]
-        if self.positional is not None:
-            args += ["--model.transformer.positional", json.dumps(self.positional)]
-        if self.temperature is not None:
-            args += ["--model.transformer.temperature", _cli_value(self.temperature)]
+        for key, value in self.axes.items():
+            args += [f"--{key}", _cli_value(value)]
         args += ["--seed_everything", str(self.seed), "--run_dir", str(self.run_dir), "--wandb", wandb]
+        if wandb != "disabled":
+            args += ["--wandb_group", self.group, "--wandb_tags", json.dumps(self.tags)]
         for key, value in self.overrides.items():
             args += [f"--{key}", _cli_value(value)]
         if resume:
             args += ["--ckpt_path", "last"]
         return args
 
+    def command(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
+        return [sys.executable, "-m", "softhard", "train", *self.train_args(wandb, resume)]
+
+    def evaluate_command(self) -> list[str]:
+        return [sys.executable, "-m", "softhard", "evaluate", str(self.run_dir), *(self.evaluate or [])]
+
     def row(self) -> dict:
         return {
             "name": self.name,
             "language": self.language,
-            "positional": _describe(self.positional),
-            "temperature": _describe(self.temperature),
+            "positional": _describe(self.axes.get(SHORTHANDS["positional"])),
+            "temperature": _describe(self.axes.get(SHORTHANDS["temperature"])),
             "seed": self.seed,
+            **{key: _describe(value) for key, value in self.axes.items() if key not in SHORTHANDS.values()},
             "run_dir": str(self.run_dir),
             "status": self.status,
             "exit_code": "" if self.exit_code is None else self.exit_code,
@@ -125,32 +174,25 @@ def _cli_value(value: Any) -> str:
 def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "+".join(_describe(v) for v in value) if value else "none"
-    return "" if value is None else str(value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else _cli_value(value)
 
 
 def _slug(value: Any) -> str:
     if isinstance(value, list):
         return "+".join(_slug(v) for v in value) if value else "none"
-    text = _SLUGS.get(str(value), str(value))
-    return re.sub(r"[^A-Za-z0-9_.+=]", "_", text)
+    text = _SLUGS.get(str(value), _describe(value))
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
 
 
 # ---------------------------------------------------------------------------- the grid file
 
-# Keys the grid sets itself, so overrides may not.
-RESERVED = {
-    "config": "the language's config",
-    "seed_everything": "the seeds axis",
-    "run_dir": "<out>/<run name>",
-    "wandb": "the --wandb option of softhard grid",
-    "ckpt_path": "resumption",
-    "model.transformer.positional": "the positional axis (leave the axis out to set it here)",
-    "model.transformer.temperature": "the temperature axis (leave the axis out to set it here)",
-}
-
 
 def load_grid(path: str | Path, out: str | Path) -> list[Run]:
-    """The runs of the grid file ``path`` with run folders under ``out``; GridError on any problem."""
+    """The runs of the grid file ``path`` with run folders under ``out``; GridError on any problem.
+
+    Only the file's own shape is checked here; check_runs asks `softhard train` about the keys."""
     path = Path(path)
     if not path.is_file():
         raise GridError(f"grid file {path} does not exist")
@@ -159,89 +201,146 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
     except yaml.YAMLError as error:
         raise GridError(f"grid file {path} is not valid YAML: {error}") from None
     if not isinstance(spec, dict):
-        raise GridError(f"grid file {path}: expected a mapping with keys {', '.join(GRID_KEYS)}, got {spec!r}")
-    unknown = [key for key in spec if key not in GRID_KEYS]
-    if unknown:
-        raise GridError(f"grid file {path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(GRID_KEYS)}")
-    if "languages" not in spec:
-        raise GridError(f"grid file {path}: missing key 'languages' (a list of names or a mapping name: config)")
+        raise GridError(f"grid file {path}: expected a mapping of {', '.join(NOT_AXES)}, languages and axes "
+                        f"(dotted `softhard train` keys), got {spec!r}")
 
-    # Config files resolve against config_dir, itself relative to the grid file's folder;
-    # by default the folder above it (configs/grids/x.yaml -> configs/).
-    config_dir = path.parent / spec.get("config_dir", "..")
-    configs = _languages(spec["languages"], config_dir, path)
-    positionals = _axis(spec, "positional", path, _check_positional)
-    temperatures = _axis(spec, "temperature", path, _check_temperature)
-    seeds = _axis(spec, "seeds", path, _check_seed) or [0]
-    overrides = spec.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise GridError(f"grid file {path}: 'overrides' must be a mapping of dotted CLI keys to values, got {overrides!r}")
-    for key in overrides:
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
-            raise GridError(f"grid file {path}: overrides key {key!r} is not a dotted CLI key such as trainer.max_epochs")
-        axis = {"model.transformer.positional": "positional", "model.transformer.temperature": "temperature"}.get(key)
-        if key in RESERVED and (axis is None or axis in spec):
-            raise GridError(f"grid file {path}: overrides key {key!r} is set by the grid itself ({RESERVED[key]})")
+    def fail(message: str) -> GridError:
+        return GridError(f"grid file {path}: {message}")
 
+    if "config_dir" in spec:
+        raise fail("'config_dir' is gone: registry languages need no config file, and your own config files "
+                   "are named in a mapping under 'languages' ({name: file}, relative to the grid file)")
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise fail(f"'name' must be a non-empty string (the wandb group of the runs), got {name!r}")
+    axes = _axes(spec, fail)
+    if SHORTHANDS["languages"] not in axes:
+        raise fail("missing key 'languages' (a list of registry names or a mapping name: config file)")
+    languages = _languages(axes.pop(SHORTHANDS["languages"]), path, fail)
+    seeds = axes.pop(SHORTHANDS["seeds"], [0])
+    overrides = _overrides(spec.get("overrides"), axes, fail)
+    evaluate = _evaluate_options(spec["evaluate"], fail) if "evaluate" in spec else None
+
+    labels = _labels(list(axes))
     out = Path(out)
     runs, names = [], {}
-    for (language, config), positional, temperature, seed in itertools.product(
-        configs.items(), positionals or [None], temperatures or [None], seeds
-    ):
+    for (language, configs), *values, seed in itertools.product(languages.items(), *axes.values(), seeds):
+        point = dict(zip(axes, values))
         parts = [language]
-        if positional is not None:
-            parts.append(_slug(positional))
-        if temperature is not None:
-            parts.append(_slug(temperature))
-        name = "-".join(parts + [f"seed{seed}"])
-        if name in names:
-            raise GridError(f"grid file {path}: two runs would share the folder {name} "
-                            f"({names[name]} and {(positional, temperature, seed)}); remove the duplicate value")
-        names[name] = (positional, temperature, seed)
-        runs.append(Run(name, language, config, positional, temperature, seed, out / name, dict(overrides)))
+        parts += [_slug(value) if key in SHORTHANDS.values() else f"{labels[key]}={_slug(value)}"
+                  for key, value in point.items()]
+        run_name = "-".join(parts + [f"seed{seed}"])
+        if run_name in names:
+            raise fail(f"two runs would share the folder {run_name} ({names[run_name]} and {point | {'seed': seed}}); "
+                       "remove the duplicate value")
+        names[run_name] = point | {"seed": seed}
+        tags = [f"language={language}"] + [f"{labels[key]}={_describe(value)}" for key, value in point.items()]
+        runs.append(Run(run_name, language, configs, seed, out / run_name, point, dict(overrides), name,
+                        tags + [f"seed={seed}"], evaluate))
     return runs
 
 
-def _languages(value: Any, config_dir: Path, path: Path) -> dict[str, Path]:
+def _axes(spec: dict, fail) -> dict[str, list]:
+    """Every key of the grid file but name, overrides and evaluate: dotted key -> its values, in the file's
+    order except that positional and temperature come first (run names as before any-key axes)."""
+    axes: dict[str, list] = {}
+    for key, values in spec.items():
+        if key in NOT_AXES:
+            continue
+        if not isinstance(key, str) or not DOTTED_KEY.fullmatch(key):
+            raise fail(f"axis {key!r} is not a dotted `softhard train` key such as model.lr")
+        dotted = SHORTHANDS.get(key, key)
+        if dotted in axes:
+            raise fail(f"{dotted} is given twice (once as {key!r}); keep one")
+        if dotted in RESERVED:
+            raise fail(f"{key!r} is set by the grid itself ({RESERVED[dotted]})")
+        if key != "languages" and not isinstance(values, list):
+            raise fail(f"'{key}' must be a list of values (an axis), got {values!r}; "
+                       "a value for every run goes under 'overrides'")
+        if values == [] or values == {}:
+            raise fail(f"'{key}' is empty; give at least one value or leave the key out")
+        check = _VALUE_CHECKS.get(dotted)
+        for value in values if check else ():
+            problem = check(value)
+            if problem:
+                raise fail(f"{key} value {value!r}: {problem}")
+        axes[dotted] = values
+    first = [SHORTHANDS["positional"], SHORTHANDS["temperature"]]
+    return {key: axes[key] for key in first if key in axes} | {key: v for key, v in axes.items() if key not in first}
+
+
+def _labels(keys: list[str]) -> dict[str, str]:
+    """Axis key -> its name in run names, grid tags: the last part of the dotted key, the whole key where
+    two axes share the last part."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {key: short if last.count(short) == 1 else key for key, short in zip(keys, last)}
+
+
+def _languages(value: Any, path: Path, fail) -> dict[str, list[Path]]:
+    """Language -> its config files: the package's defaults and (registry languages) the language's
+    settings, then the mapping's own files, relative to the grid file."""
+    from softhard.data.registry import REGISTRY
+
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list):
         if not all(isinstance(name, str) for name in value):
-            raise GridError(f"grid file {path}: 'languages' must hold names, got {value!r}")
-        pairs = [(name, f"{name}.yaml") for name in value]
+            raise fail(f"'languages' must hold names, got {value!r}")
+        unknown = [name for name in value if name not in REGISTRY]
+        if unknown:
+            raise fail(f"language {unknown[0]!r} is not a registry language (`softhard data list`); "
+                       f"train your own from a config with a mapping {{{unknown[0]}: my_config.yaml}}")
+        pairs = [(name, []) for name in value]
     elif isinstance(value, dict):
-        pairs = list(value.items())
+        pairs = [(name, files if isinstance(files, list) else [files]) for name, files in value.items()]
     else:
-        raise GridError(f"grid file {path}: 'languages' must be a list of names or a mapping name: config, got {value!r}")
-    if not pairs:
-        raise GridError(f"grid file {path}: 'languages' is empty")
-    configs = {}
-    for name, config in pairs:
+        raise fail(f"'languages' must be a list of names or a mapping name: config file, got {value!r}")
+    configs: dict[str, list[Path]] = {}
+    shipped = package_configs()
+    for name, files in pairs:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", name):
-            raise GridError(f"grid file {path}: language {name!r} is not a plain name (letters, digits, _ and .)")
+            raise fail(f"language {name!r} is not a plain name (letters, digits, _ and .)")
         if name in configs:
-            raise GridError(f"grid file {path}: language {name!r} is listed twice")
-        file = config_dir / str(config)
-        if not file.is_file():
-            raise GridError(f"grid file {path}: language {name!r} has no config: {os.path.normpath(file)} does not exist")
-        configs[name] = file.resolve()
+            raise fail(f"language {name!r} is listed twice")
+        stack = [shipped / "defaults.yaml"] + ([shipped / f"{name}.yaml"] if name in REGISTRY else [])
+        for file in files:
+            if not isinstance(file, (str, Path)) or not (path.parent / file).is_file():
+                raise fail(f"language {name!r}: config {os.path.normpath(path.parent / str(file))} does not exist")
+            stack.append((path.parent / file).resolve())
+        configs[name] = stack
     return configs
 
 
-def _axis(spec: dict, key: str, path: Path, check) -> Optional[list]:
-    """The values of axis ``key``; None when the grid leaves it to the configs."""
-    if key not in spec:
-        return None
-    values = spec[key]
-    if not isinstance(values, list):
-        raise GridError(f"grid file {path}: '{key}' must be a list of values, got {values!r}")
-    if not values:
-        raise GridError(f"grid file {path}: '{key}' is empty; give at least one value or leave the key out")
-    for value in values:
-        problem = check(value)
-        if problem:
-            raise GridError(f"grid file {path}: {key} value {value!r}: {problem}")
-    return values
+def _overrides(value: Any, axes: dict, fail) -> dict:
+    overrides = value or {}
+    if not isinstance(overrides, dict):
+        raise fail(f"'overrides' must be a mapping of dotted `softhard train` keys to values, got {overrides!r}")
+    for key in overrides:
+        if not isinstance(key, str) or not DOTTED_KEY.fullmatch(key):
+            raise fail(f"overrides key {key!r} is not a dotted `softhard train` key such as trainer.max_epochs")
+        if key in RESERVED or key in SHORTHANDS.values():
+            what = RESERVED.get(key) or f"the {next(k for k, v in SHORTHANDS.items() if v == key)} axis"
+            raise fail(f"overrides key {key!r} is set by the grid itself ({what})")
+        if key in axes:
+            raise fail(f"overrides key {key!r} is also an axis; keep one")
+    return dict(overrides)
+
+
+def _evaluate_options(value: Any, fail) -> list[str]:
+    """The grid's `evaluate` mapping as `softhard evaluate` options: {factor: 100, attention: [a, b]} ->
+    --factor 100 --attention a,b."""
+    if not isinstance(value, dict):
+        raise fail(f"'evaluate' must be a mapping of `softhard evaluate` options, e.g. "
+                   f"{{factor: 100, attention: [as-trained, hardened, gap-rule]}}, got {value!r}")
+    options = []
+    for flag, setting in value.items():
+        if not isinstance(flag, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", flag):
+            raise fail(f"evaluate key {flag!r} is not a `softhard evaluate` option name such as factor")
+        items = setting if isinstance(setting, list) else [setting]
+        if not items or not all(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in items):
+            raise fail(f"evaluate {flag}: expected a number, a word or a list of them, got {setting!r}")
+        options += [f"--{flag}", ",".join(str(item) for item in items)]
+    return options
 
 
 def _check_positional(value: Any) -> Optional[str]:
@@ -274,32 +373,107 @@ def _check_seed(value: Any) -> Optional[str]:
     return None
 
 
+# Values `softhard train` would accept at parse time but a run would refuse only once started.
+_VALUE_CHECKS = {
+    SHORTHANDS["positional"]: _check_positional,
+    SHORTHANDS["temperature"]: _check_temperature,
+    SHORTHANDS["seeds"]: _check_seed,
+}
+
+
+# ---------------------------------------------------------------------------- asking `softhard train`
+
+
+def resolve(args: list[str]) -> dict:
+    """The config `softhard train ARGS` would train with (what --print_config prints), from the train
+    CLI's own parser; GridError with its message (one line) when it refuses the arguments."""
+    from softhard.train.cli import main as train
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = train([*args, "--print_config"])
+        except SystemExit as exit:
+            code = exit.code
+    if code not in (0, None):
+        message = err.getvalue().rsplit("error:", 1)[-1]
+        raise GridError(" ".join(message.split()) or f"exit code {code}")
+    return yaml.safe_load(out.getvalue())
+
+
+def check_runs(runs: list[Run], path: str | Path) -> None:
+    """Every language's configs, axis value and override, parsed by `softhard train` before any run
+    starts: unknown keys and values of the wrong type fail here. One run per language and per axis
+    value is asked, not every combination."""
+    asked: dict[str, int] = {}  # language or axis value -> index of the first run with it
+    for index, run in enumerate(runs):
+        for point in [("language", run.language), *run.axes.items()]:
+            asked.setdefault(json.dumps(point, default=str), index)
+    for run in [runs[index] for index in sorted(set(asked.values()))]:
+        try:
+            resolve(run.train_args())
+        except GridError as error:
+            raise GridError(f"grid file {path}: run {run.name}: `softhard train` refuses it: {error}") from None
+
+
+def check_evaluate(runs: list[Run]) -> None:
+    """The grid's evaluate options against `softhard evaluate --help` (one process, only for grids with
+    an 'evaluate' key)."""
+    options = next((run.evaluate for run in runs if run.evaluate is not None), None)
+    if options is None:
+        return
+    result = subprocess.run([sys.executable, "-m", "softhard", "evaluate", "--help"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    problem = evaluate_problem(options, result.stdout if result.returncode == 0 else None)
+    if problem:
+        raise GridError(problem)
+
+
+def evaluate_problem(options: list[str], help_text: Optional[str]) -> Optional[str]:
+    """Why `softhard evaluate` (whose --help printed ``help_text``; None: no such command) cannot take
+    ``options``; None when it can."""
+    if help_text is None:
+        return "the grid's 'evaluate' needs the `softhard evaluate` command, which this installation lacks"
+    for flag in options[::2]:
+        if not re.search(rf"{re.escape(flag)}\b(?!-)", help_text):
+            return f"evaluate: `softhard evaluate` has no option {flag} (see softhard evaluate --help)"
+    return None
+
+
 # ---------------------------------------------------------------------------- running
 
 
 def execute(run: Run, wandb: str, env: dict) -> Run:
-    """Runs ``run`` to its end (train.run_folder.finish: resumed if it has a checkpoint), its
-    output in run.log."""
+    """Runs ``run`` to its end (train.run_folder.finish: resumed if it has a checkpoint), then its
+    evaluation if the grid asks for one; the output in run.log (appended to for an evaluation alone)."""
     run.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with open(run.log, "w") as log:
+    trained = run_folder.state(run.run_dir) == "done"
+    with open(run.log, "a" if trained else "w") as log:
 
         def train(resume: bool) -> int:
             if log.tell() > 0:  # a second attempt
                 log.write("\nsofthard grid: resuming did not finish the run; starting it again from scratch\n\n")
-            return _train(run.command(wandb, resume=resume), log, env)
+            return _launch(run.command(wandb, resume=resume), log, env)
 
-        code = run_folder.finish(run.run_dir, train)
+        code = 0 if trained else run_folder.finish(run.run_dir, train)
+        if code == 0 and run_folder.state(run.run_dir) == "done" and not run.evaluated:
+            code = _launch(run.evaluate_command(), log, env)
     run.seconds = time.monotonic() - start
     run.exit_code = code
-    run.status = "ok" if code == 0 and run_folder.state(run.run_dir) == "done" else "failed"
+    run.status = "ok" if code == 0 and run_folder.state(run.run_dir) == "done" and run.evaluated else "failed"
     return run
 
 
-def _train(command: list[str], log, env: dict) -> int:
+def _launch(command: list[str], log, env: dict) -> int:
     log.write("$ " + shlex.join(command) + "\n\n")
     log.flush()
     return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
+
+
+def finished(run: Run) -> bool:
+    """Trained and, where the grid asks for it, evaluated."""
+    return run_folder.state(run.run_dir) == "done" and run.evaluated
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -312,44 +486,49 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def write_table(runs: list[Run], path: Path) -> None:
+    """<out>/grid.csv: CSV_COLUMNS, with a column per axis beyond language/positional/temperature/seed
+    (named by its dotted key) after seed."""
+    rows = [run.row() for run in runs]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".csv.tmp")
     with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns or CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(run.row() for run in runs)
+        writer.writerows(rows)
     temporary.replace(path)
 
 
 def dataset_args(run: Run) -> dict:
-    """The LanguageDataModule arguments of ``run``: its config's data section plus data.* overrides."""
-    config = yaml.safe_load(run.config.read_text()) or {}
-    args = dict(config.get("data") or {})
-    for key, value in run.overrides.items():
-        if key.startswith("data."):
-            args[key[len("data."):]] = value
-        elif key == "data" and isinstance(value, dict):
-            args.update(value)
-    return args
+    """The LanguageDataModule arguments of ``run``: the data section of the config it trains with."""
+    return resolve(run.train_args())["data"]
 
 
 def prepare_datasets(runs: list[Run], progress: bool = True) -> None:
-    """Builds every distinct dataset of the pending runs once, before any run starts.
+    """Builds every distinct dataset of the unfinished runs once, before any run starts.
 
     Runs of one language share one cached dataset (data.cache_dir); started together, each
     would sample it and they would race to move it into the cache. A dataset that cannot be
     built is left to its runs, which then fail with the error in their logs.
     """
-    groups: dict[str, tuple[Run, dict]] = {}
+    candidates: dict[str, Run] = {}  # one run per config stack and data.* settings: what a dataset depends on
     for run in runs:
         if run_folder.state(run.run_dir) != "done":
-            args = dataset_args(run)
-            groups.setdefault(json.dumps(args, sort_keys=True, default=str), (run, args))
-    if not groups:
+            data = {key: value for key, value in (run.axes | run.overrides).items() if key.split(".")[0] == "data"}
+            candidates.setdefault(json.dumps([[str(c) for c in run.configs], data], sort_keys=True, default=str), run)
+    if not candidates:
         return
     from softhard.train.data import LanguageDataModule
 
-    for run, args in tqdm(list(groups.values()), desc="datasets", unit="dataset", disable=not progress):
+    datasets: dict[str, tuple[Run, dict]] = {}
+    for run in candidates.values():
+        try:
+            args = dataset_args(run)
+        except GridError as error:  # reported by the run itself
+            tqdm.write(f"softhard grid: {run.name}: {error}", file=sys.stderr)
+            continue
+        datasets.setdefault(json.dumps(args, sort_keys=True, default=str), (run, args))
+    for run, args in tqdm(list(datasets.values()), desc="datasets", unit="dataset", disable=not progress):
         try:
             LanguageDataModule(**args).prepare_data()
         except Exception as error:  # reported by the runs themselves
@@ -363,7 +542,7 @@ def run_grid(runs: list[Run], out: Path, parallel: int = 1, wandb: str = "disabl
     table = out / "grid.csv"
     pending = []
     for run in runs:
-        if run_folder.state(run.run_dir) == "done":
+        if finished(run):
             run.status = "skipped"
         else:
             pending.append(run)
@@ -418,7 +597,7 @@ def run_grid(runs: list[Run], out: Path, parallel: int = 1, wandb: str = "disabl
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softhard grid",
-        description="Run a grid of `softhard train` runs (languages x positional x temperature x seeds) "
+        description="Run a grid of `softhard train` runs (languages x any dotted train keys x seeds) "
                     "as parallel processes on this machine; resumable, no wandb account needed.",
     )
     parser.add_argument("--grid", required=True, help="grid file, e.g. configs/grids/study.yaml")
@@ -443,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpus is not None and not gpus:
             raise GridError(f"--gpus {args.gpus!r} names no GPU")
         runs = load_grid(args.grid, out)
+        check_runs(runs, args.grid)
+        check_evaluate(runs)
     except GridError as error:
         print(f"softhard grid: error: {error}", file=sys.stderr)
         return 2
@@ -451,8 +632,11 @@ def main(argv: list[str] | None = None) -> int:
         labels = {"done": "skip", "resume": "resume", "partial": "restart", "new": "run"}
         for run in runs:
             current = run_folder.state(run.run_dir)
-            print(f"[{labels[current]}] {run.name}")
-            print("    " + shlex.join(run.command(args.wandb, resume=current == "resume")))
+            print(f"[{'evaluate' if current == 'done' and not run.evaluated else labels[current]}] {run.name}")
+            if current != "done":
+                print("    " + shlex.join(run.command(args.wandb, resume=current == "resume")))
+            if not run.evaluated:
+                print("    " + shlex.join(run.evaluate_command()))
         print(f"softhard grid: {len(runs)} runs (dry run: none started); outputs would go to {out}")
         return 0
 
