@@ -456,7 +456,7 @@ def execute(run: Run, wandb: str, env: dict) -> Run:
                 log.write("\nsofthard grid: resuming did not finish the run; starting it again from scratch\n\n")
             return _launch(run.command(wandb, resume=resume), log, env)
 
-        code = 0 if trained else run_folder.finish(run.run_dir, train)
+        code = run_folder.finish(run.run_dir, train)  # 0 at once for a trained run
         if code == 0 and run_folder.state(run.run_dir) == "done" and not run.evaluated:
             code = _launch(run.evaluate_command(), log, env)
     run.seconds = time.monotonic() - start
