@@ -18,7 +18,9 @@ from softhard.train.cli import main as train
 from tests.fixtures.resolved_configs import flatten
 from softhard.train.grid import (
     GridError,
+    axis_labels,
     check_runs,
+    dotted_keys,
     evaluate_problem,
     execute,
     finished,
@@ -64,15 +66,7 @@ def cli_keys(capsys) -> set[str]:
     capsys.readouterr()
     with pytest.raises(SystemExit):
         train(["--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
-
-    def walk(tree, prefix=""):
-        for key, value in tree.items():
-            yield prefix + key
-            if isinstance(value, dict):
-                yield from walk(value, f"{prefix}{key}.")
-
-    return set(walk(printed)) | {"config"}
+    return dotted_keys(yaml.safe_load(capsys.readouterr().out)) | {"config"}
 
 
 # ---------------------------------------------------------------------------- expansion
@@ -129,15 +123,15 @@ model.transformer.mask: [none, strict_past]
     assert runs[-1].row()["model.transformer.d_model"] == "64"
 
 
-def test_axes_sharing_a_last_name_are_told_apart_by_their_whole_key(tmp_path):
-    path = write_grid(tmp_path, "languages: [majority]\nmodel.transformer.n_heads: [1]\ndata.batch_size: [8]\n"
-                                "model.transformer.dropout: [0.0]\ndata.num_workers: [0]\n")
-    (run,) = load_grid(path, tmp_path / "out")
-    assert run.name == "majority-n_heads=1-batch_size=8-dropout=0.0-num_workers=0-seed0"
+def test_axes_are_named_by_their_last_part_unless_two_share_it(tmp_path):
+    assert axis_labels(["model.transformer.dropout", "data.dropout", "model.lr"]) == {
+        "model.transformer.dropout": "model.transformer.dropout", "data.dropout": "data.dropout", "model.lr": "lr"}
     path = write_grid(tmp_path, "languages: [majority]\nseed_everything: [3]\ntrainer.max_epochs: [1]\n"
-                                "eval_every_n_steps: [null]\n")
+                                "eval_every_n_steps: [null]\nmodel.transformer.bias: [false]\n")
     (run,) = load_grid(path, tmp_path / "out")
-    assert run.name == "majority-max_epochs=1-eval_every_n_steps=null-seed3" and run.seed == 3
+    assert run.name == "majority-max_epochs=1-eval_every_n_steps=null-bias=false-seed3" and run.seed == 3
+    assert run.tags == ["language=majority", "max_epochs=1", "eval_every_n_steps=null", "bias=false", "seed=3"]
+    assert resolve(run.train_args())["eval_every_n_steps"] is None
 
 
 def test_a_grid_anywhere_trains_registry_languages_with_the_package_settings(tmp_path):
@@ -179,7 +173,9 @@ def test_shipped_grids_expand():
     ("languages: [since_ab]\ntemperatures: [fixed]\n", "unrecognized arguments: --temperatures fixed"),
     ("languages: [since_ab]\nmodel.transformer.d_modle: [32]\n", "unrecognized arguments: --model.transformer.d_modle"),
     ("languages: [since_ab]\nmodel.lr: [0.001, fast]\n", "run since_ab-lr=fast-seed0: `softhard train` refuses it"),
-    ("languages: [since_ab]\noverrides: {trainer.max_epoch: 3}\n", "unrecognized arguments: --trainer.max_epoch 3"),
+    ("languages: [since_ab]\noverrides: {trainer.max_epoch: 3}\n",
+     "'trainer.max_epoch' is not a `softhard train` key; did you mean 'trainer.max_epochs'?"),
+    ("languages: [since_ab]\nmodel.transformer.d_mod: [32]\n", "'model.transformer.d_mod' is not a `softhard train` key"),
     ("languages: [since_ab]\nmodel.lr: 0.001\n", "'model.lr' must be a list of values (an axis)"),
     ("languages: [since_ab]\nmodel.lr: [0.001]\noverrides: {model.lr: 0.01}\n", "'model.lr' is also an axis"),
     ("languages: [since_ab]\ntemperature: [fixed]\nmodel.transformer.temperature: [log_n]\n",

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import difflib
 import importlib
 import io
 import itertools
@@ -152,7 +153,7 @@ class Run:
             "positional": _describe(self.axes.get(SHORTHANDS["positional"])),
             "temperature": _describe(self.axes.get(SHORTHANDS["temperature"])),
             "seed": self.seed,
-            **{key: _describe(value) for key, value in self.axes.items() if key not in SHORTHANDS.values()},
+            **{key: _value_text(value) for key, value in self.axes.items() if key not in SHORTHANDS.values()},
             "run_dir": str(self.run_dir),
             "status": self.status,
             "exit_code": "" if self.exit_code is None else self.exit_code,
@@ -179,10 +180,15 @@ def _describe(value: Any) -> str:
     return "" if value is None else _cli_value(value)
 
 
+def _value_text(value: Any) -> str:
+    """An axis value in tags and table columns: as _describe, with null for None."""
+    return "null" if value is None else _describe(value)
+
+
 def _slug(value: Any) -> str:
     if isinstance(value, list):
         return "+".join(_slug(v) for v in value) if value else "none"
-    text = _SLUGS.get(str(value), _describe(value))
+    text = _SLUGS.get(str(value), _value_text(value))
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
 
 
@@ -221,7 +227,7 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
     overrides = _overrides(spec.get("overrides"), axes, fail)
     evaluate = _evaluate_options(spec["evaluate"], fail) if "evaluate" in spec else None
 
-    labels = _labels(list(axes))
+    labels = axis_labels(list(axes))
     out = Path(out)
     runs, names = [], {}
     for (language, configs), *values, seed in itertools.product(languages.items(), *axes.values(), seeds):
@@ -234,7 +240,7 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
             raise fail(f"two runs would share the folder {run_name} ({names[run_name]} and {point | {'seed': seed}}); "
                        "remove the duplicate value")
         names[run_name] = point | {"seed": seed}
-        tags = [f"language={language}"] + [f"{labels[key]}={_describe(value)}" for key, value in point.items()]
+        tags = [f"language={language}"] + [f"{labels[key]}={_value_text(value)}" for key, value in point.items()]
         runs.append(Run(run_name, language, configs, seed, out / run_name, point, dict(overrides), name,
                         tags + [f"seed={seed}"], evaluate))
     return runs
@@ -269,7 +275,7 @@ def _axes(spec: dict, fail) -> dict[str, list]:
     return {key: axes[key] for key in first if key in axes} | {key: v for key, v in axes.items() if key not in first}
 
 
-def _labels(keys: list[str]) -> dict[str, str]:
+def axis_labels(keys: list[str]) -> dict[str, str]:
     """Axis key -> its name in run names, grid tags: the last part of the dotted key, the whole key where
     two axes share the last part."""
     last = [key.rsplit(".", 1)[-1] for key in keys]
@@ -411,9 +417,26 @@ def check_runs(runs: list[Run], path: str | Path) -> None:
             asked.setdefault(json.dumps(point, default=str), index)
     for run in [runs[index] for index in sorted(set(asked.values()))]:
         try:
-            resolve(run.train_args())
+            config = resolve(run.train_args())
         except GridError as error:
             raise GridError(f"grid file {path}: run {run.name}: `softhard train` refuses it: {error}") from None
+        # The parser also takes a key's abbreviation (trainer.max_epoch for trainer.max_epochs); a grid names keys whole.
+        known = dotted_keys(config)
+        for key in [*run.axes, *run.overrides]:
+            if key not in known:
+                guess = difflib.get_close_matches(key, sorted(known), n=1)
+                raise GridError(f"grid file {path}: {key!r} is not a `softhard train` key"
+                                + (f"; did you mean {guess[0]!r}?" if guess else ""))
+
+
+def dotted_keys(config: dict, prefix: str = "") -> set[str]:
+    """Every key of a nested config, sections included, dotted: {"a": {"b": 1}} -> {"a", "a.b"}."""
+    keys = set()
+    for key, value in config.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= dotted_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def check_evaluate(runs: list[Run]) -> None:
