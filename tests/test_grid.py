@@ -316,6 +316,28 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, 
 # ---------------------------------------------------------------------------- the wandb sweep
 
 
+def test_the_wandb_sweep_file_runs_locally_as_the_study_grid(tmp_path):
+    """configs/sweep.yaml is a grid file too: its values become axes and its value entries overrides, the
+    same runs (names and commands) as configs/grids/study.yaml."""
+    sweep = load_grid(CONFIGS / "sweep.yaml", tmp_path)
+    study = load_grid(CONFIGS / "grids" / "study.yaml", tmp_path)
+    assert [run.name for run in sweep] == [run.name for run in study] and len(sweep) == 216
+    assert [run.command() for run in sweep] == [run.command() for run in study]
+    assert sweep[0].group == "softhard-study" and study[0].group == "study"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("method: random\nparameters: {data.language: {values: [since_ab]}}\n", "method 'random'"),
+    ("parameters: {data.language: {values: [since_ab]}, model.lr: [0.1]}\n", "parameter 'model.lr' must be"),
+    ("parameters: {data.language: {values: [since_ab]}, model.lr: {value: 0.1}}\noverrides: {model.lr: 0.2}\n",
+     "parameter 'model.lr' is given twice"),
+])
+def test_bad_sweep_files_fail_before_any_run(tmp_path, text, message):
+    with pytest.raises(GridError) as error:
+        load_grid(write_grid(tmp_path, text), tmp_path / "out")
+    assert message in str(error.value)
+
+
 def test_sweep_is_a_grid_over_cli_keys(capsys):
     sweep = yaml.safe_load((CONFIGS / "sweep.yaml").read_text())
     assert sweep["method"] == "grid" and "${args}" in sweep["command"]

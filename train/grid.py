@@ -16,6 +16,10 @@ A grid file (YAML) names languages and axes; the runs are their cartesian produc
     evaluate: {factor: 100, attention: [as-trained, hardened]}   # `softhard evaluate` after each run
     name: study                            # wandb group of the runs (default: the file's name)
 
+A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes
+({values: [...]}) and overrides ({value: v}); wandb's own keys (method: grid, metric, command, ...)
+are left to wandb.
+
 Every run is a subprocess
 
     python -m softhard train --config <package>/configs/defaults.yaml --config <package>/configs/<language>.yaml
@@ -64,6 +68,10 @@ from softhard.train import run_folder
 
 # Keys of a grid file that are not axes; every other key is one.
 NOT_AXES = ("name", "overrides", "evaluate")
+# A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes (values)
+# and overrides (value); these keys of wandb's own are left to wandb.
+SWEEP_ONLY = ("method", "metric", "project", "entity", "command", "program", "description", "early_terminate",
+              "run_cap")
 # Short axis names and the `softhard train` keys they stand for.
 SHORTHANDS = {
     "languages": "data.language",
@@ -216,6 +224,7 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
     if "config_dir" in spec:
         raise fail("'config_dir' is gone: registry languages need no config file, and your own config files "
                    "are named in a mapping under 'languages' ({name: file}, relative to the grid file)")
+    spec = _from_sweep(spec, fail)
     name = spec.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise fail(f"'name' must be a non-empty string (the wandb group of the runs), got {name!r}")
@@ -244,6 +253,28 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
         runs.append(Run(run_name, language, configs, seed, out / run_name, point, dict(overrides), name,
                         tags + [f"seed={seed}"], evaluate))
     return runs
+
+
+def _from_sweep(spec: dict, fail) -> dict:
+    """A wandb sweep's ``parameters`` as the grid's axes ({values: [...]}) and overrides ({value: v})."""
+    if "parameters" not in spec:
+        return spec
+    if spec.get("method", "grid") != "grid":
+        raise fail(f"method {spec['method']!r}: softhard grid runs grid sweeps only (method: grid)")
+    parameters = spec["parameters"]
+    if not isinstance(parameters, dict):
+        raise fail(f"'parameters' must map dotted `softhard train` keys to {{values: [...]}} or {{value: v}}, "
+                   f"got {parameters!r}")
+    grid = {key: value for key, value in spec.items() if key not in SWEEP_ONLY and key != "parameters"}
+    overrides = dict(grid.get("overrides") or {})
+    for key, parameter in parameters.items():
+        if not isinstance(parameter, dict) or len(parameter) != 1 or not {"values", "value"} & set(parameter):
+            raise fail(f"parameter {key!r} must be {{values: [...]}} or {{value: v}}, got {parameter!r}")
+        target = grid if "values" in parameter else overrides
+        if key in target:
+            raise fail(f"parameter {key!r} is given twice")
+        target[key] = parameter.get("values", parameter.get("value"))
+    return grid | ({"overrides": overrides} if overrides else {})
 
 
 def _axes(spec: dict, fail) -> dict[str, list]:
