@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from softhard.train.grid import check_runs, load_grid, prepare_datasets, run_grid, tail  # noqa: E402
+from softhard.train.grid import check_runs, prepare_datasets, run_grid, tail  # noqa: E402
+from softhard.train.grid_file import load_grid  # noqa: E402
 
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
 

@@ -1,4 +1,4 @@
-"""`softhard grid` (train/grid.py), the wandb sweep (configs/sweep.yaml) and DDP on CPU."""
+"""`softhard grid` (train/grid.py, train/grid_file.py), the wandb sweep (configs/sweep.yaml) and DDP on CPU."""
 
 from __future__ import annotations
 
@@ -17,17 +17,14 @@ from softhard.train import run_folder
 from softhard.train.cli import main as train
 from tests.fixtures.resolved_configs import flatten
 from softhard.train.grid import (
-    GridError,
-    axis_labels,
     check_runs,
     dotted_keys,
     evaluate_problem,
     execute,
     finished,
-    load_grid,
-    package_configs,
     resolve,
 )
+from softhard.train.grid_file import GridError, axis_labels, load_grid, package_configs
 from softhard.train.grid import main as grid
 
 ROOT = Path(__file__).resolve().parent.parent
