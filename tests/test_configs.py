@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,18 @@ def stacked(name: str) -> list[str]:
 def test_every_registry_language_has_a_config():
     assert sorted(set(REGISTRY) - set(language_configs())) == []
     assert sorted(set(language_configs()) - set(REGISTRY)) == []
+
+
+def test_configs_ship_with_the_package():
+    """pyproject installs configs/ as softhard/configs with every YAML file in it (a grid file anywhere
+    finds the languages there: train.grid_file.package_configs)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setuptools = tomllib.loads((CONFIGS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["softhard.configs"] == "configs" and "softhard.configs" in setuptools["packages"]
+    patterns = setuptools["package-data"]["softhard.configs"]
+    files = [path.relative_to(CONFIGS).as_posix() for path in CONFIGS.rglob("*") if path.is_file()]
+    assert sorted(file for file in files if not any(fnmatch(file, pattern) for pattern in patterns)) == []
+    assert {f"{name}.yaml" for name in REGISTRY} | {"defaults.yaml"} <= set(files)
 
 
 @pytest.mark.parametrize("name", sorted(PREVIOUS))
