@@ -89,17 +89,17 @@ def resolve(args: list[str]) -> dict:
     return yaml.safe_load(out.getvalue())
 
 
-def check_runs(runs: list[Run], path: str | Path) -> None:
+def check_runs(runs: list[Run], path: str | Path, wandb: str = "disabled") -> None:
     """Every language's configs, axis value and override, parsed by `softhard train` before any run
     starts: unknown keys and values of the wrong type fail here. One run per language and per axis
-    value is asked, not every combination."""
+    value is asked, not every combination, each with the wandb options it will run with."""
     asked: dict[str, int] = {}  # language or axis value -> index of the first run with it
     for index, run in enumerate(runs):
         for point in [("language", run.language), *run.axes.items()]:
             asked.setdefault(json.dumps(point, default=str), index)
     for run in [runs[index] for index in sorted(set(asked.values()))]:
         try:
-            config = resolve(run.train_args())
+            config = resolve(run.train_args(wandb))
         except GridError as error:
             raise GridError(f"grid file {path}: run {run.name}: `softhard train` refuses it: {error}") from None
         # The parser also takes a key's abbreviation (trainer.max_epoch for trainer.max_epochs); a grid names keys whole.
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpus is not None and not gpus:
             raise GridError(f"--gpus {args.gpus!r} names no GPU")
         runs = load_grid(args.grid, out)
-        check_runs(runs, args.grid)
+        check_runs(runs, args.grid, args.wandb)
         check_evaluate(runs)
     except GridError as error:
         print(f"softhard grid: error: {error}", file=sys.stderr)
