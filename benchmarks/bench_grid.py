@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from softhard.train.grid import load_grid, prepare_datasets, run_grid, tail  # noqa: E402
+from softhard.train.grid import check_runs, prepare_datasets, run_grid, tail  # noqa: E402
+from softhard.train.grid_file import load_grid  # noqa: E402
 
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
 
@@ -90,6 +91,8 @@ def main() -> None:
                                       "data.cache_dir": f"{folder}/data"})
                 if args.max_epochs is not None:
                     run.overrides["trainer.max_epochs"] = args.max_epochs
+            if level == levels[0]:
+                check_runs(runs, args.grid)  # as `softhard grid` does before any run; untimed
             prepare_datasets(runs, progress=False)  # cached once; untimed
             with GpuSampler(args.device == "cuda") as sampler:
                 start = time.perf_counter()

@@ -1,8 +1,9 @@
-"""`softhard grid` (train/grid.py), the wandb sweep (configs/sweep.yaml) and DDP on CPU."""
+"""`softhard grid` (train/grid.py, train/grid_file.py), the wandb sweep (configs/sweep.yaml) and DDP on CPU."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,16 @@ import yaml
 
 from softhard.train import run_folder
 from softhard.train.cli import main as train
-from softhard.train.grid import GridError, load_grid
+from tests.fixtures.resolved_configs import flatten
+from softhard.train.grid import (
+    check_runs,
+    dotted_keys,
+    evaluate_problem,
+    execute,
+    finished,
+    resolve,
+)
+from softhard.train.grid_file import GridError, axis_labels, load_grid, package_configs
 from softhard.train.grid import main as grid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +39,18 @@ TINY_TRAIN = [
 
 
 def write_grid(tmp_path: Path, text: str) -> Path:
+    """A grid file outside the repository: registry languages need no config_dir."""
     path = tmp_path / "grid.yaml"
-    path.write_text(f"config_dir: {CONFIGS}\n" + text)
+    path.write_text(text)
     return path
+
+
+def stack(*languages: str) -> list[Path]:
+    return [CONFIGS / "defaults.yaml", *(CONFIGS / f"{language}.yaml" for language in languages)]
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
 
 
 def read_table(path: Path) -> list[dict]:
@@ -44,15 +63,7 @@ def cli_keys(capsys) -> set[str]:
     capsys.readouterr()
     with pytest.raises(SystemExit):
         train(["--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
-
-    def walk(tree, prefix=""):
-        for key, value in tree.items():
-            yield prefix + key
-            if isinstance(value, dict):
-                yield from walk(value, f"{prefix}{key}.")
-
-    return set(walk(printed)) | {"config"}
+    return dotted_keys(yaml.safe_load(capsys.readouterr().out)) | {"config"}
 
 
 # ---------------------------------------------------------------------------- expansion
@@ -73,11 +84,78 @@ overrides: {trainer.max_epochs: 5, data.max_length: 8}
     assert len({run.name for run in runs}) == 16
     command = runs[-1].command()
     assert command[1:4] == ["-m", "softhard", "train"]
-    assert command[command.index("--config") + 1] == str(CONFIGS / "majority.yaml")
-    for flag, value in [("--model.transformer.positional", '["i/n"]'), ("--model.transformer.temperature", "log_n"),
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--config"] == [str(c) for c in stack("majority")]
+    for name, value in [("--model.transformer.positional", '["i/n"]'), ("--model.transformer.temperature", "log_n"),
                         ("--seed_everything", "1"), ("--run_dir", str(tmp_path / "out" / runs[-1].name)),
                         ("--wandb", "disabled"), ("--trainer.max_epochs", "5"), ("--data.max_length", "8")]:
-        assert command[command.index(flag) + 1] == value, flag
+        assert flag(command, name) == value, name
+
+
+def test_axes_over_any_train_key_name_tag_and_set_each_run(tmp_path):
+    path = write_grid(tmp_path, """
+name: sizes
+languages: [majority]
+model.lr: [1e-3, 3e-4]
+model.transformer.d_model: [32, 64]
+model.transformer.mask: [none, strict_past]
+""")
+    runs = load_grid(path, tmp_path / "out")
+    names = [run.name for run in runs]
+    assert len(runs) == 8 and len(set(names)) == 8
+    assert names[0] == "majority-lr=1e-3-d_model=32-mask=none-seed0"
+    assert names[-1] == "majority-lr=3e-4-d_model=64-mask=strict_past-seed0"
+    # The train CLI's own parser reads every run's command back as the grid point (an independent oracle).
+    for run in (runs[0], runs[-1]):
+        config = resolve(run.train_args())
+        assert config["model"]["lr"] == float(run.axes["model.lr"])
+        assert config["model"]["transformer"]["d_model"] == run.axes["model.transformer.d_model"]
+        assert config["model"]["transformer"]["mask"] == run.axes["model.transformer.mask"]
+        assert config["data"]["language"] == "majority" and config["run_dir"] == str(run.run_dir)
+    # wandb: group = the grid's name, tags = the run's axis values; no wandb flags when wandb is off.
+    offline = runs[-1].command("offline")
+    assert flag(offline, "--wandb_group") == "sizes"
+    assert json.loads(flag(offline, "--wandb_tags")) == [
+        "language=majority", "lr=3e-4", "d_model=64", "mask=strict_past", "seed=0"]
+    assert "--wandb_group" not in runs[-1].command("disabled") and "--wandb_tags" not in runs[-1].command("disabled")
+    assert runs[-1].row()["model.transformer.d_model"] == "64"
+
+
+def test_axes_are_named_by_their_last_part_unless_two_share_it(tmp_path):
+    assert axis_labels(["model.transformer.dropout", "data.dropout", "model.lr"]) == {
+        "model.transformer.dropout": "model.transformer.dropout", "data.dropout": "data.dropout", "model.lr": "lr"}
+    path = write_grid(tmp_path, "languages: [majority]\nseed_everything: [3]\ntrainer.max_epochs: [1]\n"
+                                "eval_every_n_steps: [null]\nmodel.transformer.bias: [false]\n")
+    (run,) = load_grid(path, tmp_path / "out")
+    assert run.name == "majority-max_epochs=1-eval_every_n_steps=null-bias=false-seed3" and run.seed == 3
+    assert run.tags == ["language=majority", "max_epochs=1", "eval_every_n_steps=null", "bias=false", "seed=3"]
+    assert resolve(run.train_args())["eval_every_n_steps"] is None
+
+
+def test_a_grid_anywhere_trains_registry_languages_with_the_package_settings(tmp_path):
+    """A grid file in a folder of its own, naming a registry language and nothing else, resolves to the
+    language's full config of the previous layout (tests/fixtures/resolved_configs.json) but for the keys
+    the grid sets."""
+    fixture = json.loads((ROOT / "tests" / "fixtures" / "resolved_configs.json").read_text())["configs"]
+    (run,) = load_grid(write_grid(tmp_path, "languages: [dyck_depth3]\n"), tmp_path / "out")
+    assert run.configs == [package_configs() / "defaults.yaml", package_configs() / "dyck_depth3.yaml"]
+    resolved = flatten(resolve(run.train_args()))
+    grid_sets = {"run_dir": str(run.run_dir), "wandb": "disabled", "trainer.enable_progress_bar": False}
+    assert {key: resolved[key] for key in fixture["dyck_depth3"]} == fixture["dyck_depth3"] | grid_sets
+
+
+def test_a_mapping_stacks_your_config_files_on_the_package_ones(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "slow.yaml").write_text("model:\n  lr: 0.0001\n")
+    (tmp_path / "mine" / "formula.yaml").write_text("data:\n  formula: a\n  alphabet: a,b\n")
+    path = write_grid(tmp_path, "languages: {since_ab: mine/slow.yaml, last_letter: [mine/formula.yaml, mine/slow.yaml]}\n")
+    since_ab, custom = load_grid(path, tmp_path / "out")
+    assert since_ab.name == "since_ab-seed0" and custom.name == "last_letter-seed0"
+    assert since_ab.configs == [*stack("since_ab"), tmp_path / "mine" / "slow.yaml"]
+    assert custom.configs == [*stack(), tmp_path / "mine" / "formula.yaml", tmp_path / "mine" / "slow.yaml"]
+    assert "--model.transformer.positional" not in since_ab.command()
+    config = resolve(since_ab.train_args())
+    assert config["model"]["lr"] == 0.0001 and config["model"]["transformer"]["temperature"] == "log_n"
+    assert resolve(custom.train_args())["data"]["formula"] == "a"
 
 
 def test_shipped_grids_expand():
@@ -88,17 +166,24 @@ def test_shipped_grids_expand():
     assert [run.name for run in smoke] == ["since_ab-i_over_n-fixed-seed0", "since_ab-i_over_n-log_n-seed0"]
 
 
-def test_axes_left_out_keep_the_configs_values_and_a_mapping_names_configs(tmp_path):
-    path = write_grid(tmp_path, "languages: {mine: since_ab.yaml}\n")
-    (run,) = load_grid(path, tmp_path / "out")
-    assert run.name == "mine-seed0" and run.config == CONFIGS / "since_ab.yaml"
-    assert "--model.transformer.positional" not in run.command()
-
-
 @pytest.mark.parametrize("text, message", [
-    ("languages: [since_ab]\ntemperatures: [fixed]\n", "unknown key 'temperatures'"),
+    ("languages: [since_ab]\ntemperatures: [fixed]\n", "unrecognized arguments: --temperatures fixed"),
+    ("languages: [since_ab]\nmodel.transformer.d_modle: [32]\n", "unrecognized arguments: --model.transformer.d_modle"),
+    ("languages: [since_ab]\nmodel.lr: [0.001, fast]\n", "run since_ab-lr=fast-seed0: `softhard train` refuses it"),
+    ("languages: [since_ab]\noverrides: {trainer.max_epoch: 3}\n",
+     "'trainer.max_epoch' is not a `softhard train` key; did you mean 'trainer.max_epochs'?"),
+    ("languages: [since_ab]\nmodel.transformer.d_mod: [32]\n", "'model.transformer.d_mod' is not a `softhard train` key"),
+    ("languages: [since_ab]\nmodel.lr: 0.001\n", "'model.lr' must be a list of values (an axis)"),
+    ("languages: [since_ab]\nmodel.lr: [0.001]\noverrides: {model.lr: 0.01}\n", "'model.lr' is also an axis"),
+    ("languages: [since_ab]\ntemperature: [fixed]\nmodel.transformer.temperature: [log_n]\n",
+     "model.transformer.temperature is given twice"),
+    ("languages: [since_ab]\nrun_dir: [a, b]\n", "'run_dir' is set by the grid itself"),
+    ("config_dir: .\nlanguages: [since_ab]\n", "'config_dir' is gone"),
     ("positional: [[i]]\n", "missing key 'languages'"),
-    ("languages: [since_ab, no_such_language]\n", "language 'no_such_language' has no config"),
+    ("languages: [since_ab, no_such_language]\n", "'no_such_language' is not a registry language"),
+    ("languages: {mine: nowhere.yaml}\n", "language 'mine': config"),
+    ("languages: [since_ab]\nevaluate: [factor]\n", "'evaluate' must be a mapping"),
+    ("languages: [since_ab]\nevaluate: {factor: {a: 1}}\n", "evaluate factor: expected a number"),
     ("languages: []\n", "'languages' is empty"),
     ("languages: [since_ab]\npositional: []\n", "'positional' is empty"),
     ("languages: [since_ab]\nseeds: []\n", "'seeds' is empty"),
@@ -114,8 +199,8 @@ def test_axes_left_out_keep_the_configs_values_and_a_mapping_names_configs(tmp_p
 def test_bad_grid_files_fail_before_any_run(tmp_path, capsys, text, message):
     path = write_grid(tmp_path, text)
     with pytest.raises(GridError, match=None) as error:
-        load_grid(path, tmp_path / "out")
-    assert message in str(error.value)
+        check_runs(load_grid(path, tmp_path / "out"), path)
+    assert message in str(error.value) and "\n" not in str(error.value)
     assert grid(["--grid", str(path), "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -148,34 +233,74 @@ def test_run_folder_states_decide_skip_resume_or_restart(tmp_path):
     assert runs[1].command(resume=True)[-2:] == ["--ckpt_path", "last"]
 
 
+def test_evaluate_key_builds_the_evaluate_command(tmp_path):
+    path = write_grid(tmp_path, "languages: [since_ab]\nevaluate: {factor: 100, attention: [as-trained, hardened, gap-rule]}\n")
+    (run,) = load_grid(path, tmp_path / "out")
+    assert run.evaluate_command() == [sys.executable, "-m", "softhard", "evaluate", str(run.run_dir), "--factor", "100",
+                                      "--attention", "as-trained,hardened,gap-rule"]
+    (plain,) = load_grid(write_grid(tmp_path, "languages: [since_ab]\n"), tmp_path / "out")
+    assert plain.evaluate is None and plain.evaluated
+    usage = "usage: softhard evaluate RUN_DIR [--lengths L] [--factor F] [--attention A] [--attention-kinds K]"
+    assert evaluate_problem(run.evaluate, usage) is None
+    assert "no option --factor" in evaluate_problem(run.evaluate, usage.replace("--factor", "--factors"))
+    assert "no option --attention" in evaluate_problem(run.evaluate, usage.replace("--attention A", ""))
+    assert "lacks" in evaluate_problem(run.evaluate, None)
+
+
+def test_a_trained_run_without_its_evaluation_is_evaluated_then_skipped(tmp_path):
+    """A done run folder of an evaluating grid runs only the evaluation, appending to its log; a
+    stand-in evaluate command writes the evaluation file the real one would."""
+    (run,) = load_grid(write_grid(tmp_path, "languages: [since_ab]\nevaluate: {factor: 100}\n"), tmp_path / "out")
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / run_folder.LENGTH_TABLE).write_text("step\n")
+    run.log.write_text("training log\n")
+    assert run_folder.state(run.run_dir) == "done" and not finished(run)
+    stand_in = [sys.executable, "-c", f"open({str(run.run_dir / 'evaluation.csv')!r}, 'w').write('attention\\n')"]
+    run.evaluate_command = lambda: stand_in
+    execute(run, "disabled", dict(os.environ))
+    assert (run.status, run.exit_code) == ("ok", 0) and finished(run)
+    assert run.log.read_text().startswith("training log\n$ ")
+    failing = load_grid(write_grid(tmp_path, "languages: [since_ab]\nevaluate: {factor: 100}\n"), tmp_path / "out2")[0]
+    failing.run_dir.mkdir(parents=True)
+    (failing.run_dir / run_folder.LENGTH_TABLE).write_text("step\n")
+    failing.evaluate_command = lambda: [sys.executable, "-c", "raise SystemExit(3)"]
+    execute(failing, "disabled", dict(os.environ))
+    assert (failing.status, failing.exit_code) == ("failed", 3)
+
+
 # ---------------------------------------------------------------------------- real runs
 
 
 @pytest.mark.slow
-def test_tiny_grid_runs_in_parallel_then_skips_on_rerun(tmp_path, monkeypatch, capsys):
+def test_tiny_grid_over_lr_runs_in_parallel_then_skips_on_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the configs' data cache (runs/data) lands in tmp_path
+    smoke = yaml.safe_load(SMOKE.read_text())
+    path = write_grid(tmp_path, yaml.safe_dump({"languages": ["since_ab"], "temperature": ["log_n"],
+                                                "model.lr": [0.001, 0.0003], "overrides": smoke["overrides"]}))
     out = tmp_path / "out"
-    assert grid(["--grid", str(SMOKE), "--parallel", "2", "--out", str(out)]) == 0
+    assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 0
     rows = read_table(out / "grid.csv")
     assert [row["status"] for row in rows] == ["ok", "ok"], [Path(row["run_dir"] + ".log").read_text()[-2000:]
                                                             for row in rows]
-    assert [row["temperature"] for row in rows] == ["fixed", "log_n"] and rows[0]["positional"] == "i/n"
+    assert [row["model.lr"] for row in rows] == ["0.001", "0.0003"] and rows[0]["temperature"] == "log_n"
     for row in rows:
         assert row["exit_code"] == "0" and float(row["seconds"]) > 0
         assert (Path(row["run_dir"]) / "length_generalization.csv").is_file()
         assert Path(row["run_dir"] + ".log").is_file()
+        config = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text())  # complete: every section
+        assert config["model"]["lr"] == float(row["model.lr"]) and config["trainer"]["gradient_clip_val"] == 1.0
+        assert config["model"]["transformer"]["positional"] == ["i/n"] and config["data"]["language"] == "since_ab"
     assert str(out / "grid.csv") in capsys.readouterr().out
 
-    assert grid(["--grid", str(SMOKE), "--parallel", "2", "--out", str(out)]) == 0
+    assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 0
     assert [row["status"] for row in read_table(out / "grid.csv")] == ["skipped", "skipped"]
 
 
 @pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    broken = tmp_path / "broken.yaml"
-    broken.write_text((CONFIGS / "since_ab.yaml").read_text().replace("objective: both", "objective: nonsense"))
-    path = write_grid(tmp_path, f"languages: {{since_ab: since_ab.yaml, broken: {broken}}}\n"
+    (tmp_path / "broken.yaml").write_text("model:\n  objective: nonsense\ndata:\n  language: since_ab\n")
+    path = write_grid(tmp_path, f"languages: {{since_ab: [], broken: broken.yaml}}\n"
                                 f"overrides: {yaml.safe_load(SMOKE.read_text())['overrides']}\n")
     out = tmp_path / "out"
     assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 1
@@ -188,6 +313,28 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, 
 
 
 # ---------------------------------------------------------------------------- the wandb sweep
+
+
+def test_the_wandb_sweep_file_runs_locally_as_the_study_grid(tmp_path):
+    """configs/sweep.yaml is a grid file too: its values become axes and its value entries overrides, the
+    same runs (names and commands) as configs/grids/study.yaml."""
+    sweep = load_grid(CONFIGS / "sweep.yaml", tmp_path)
+    study = load_grid(CONFIGS / "grids" / "study.yaml", tmp_path)
+    assert [run.name for run in sweep] == [run.name for run in study] and len(sweep) == 216
+    assert [run.command() for run in sweep] == [run.command() for run in study]
+    assert sweep[0].group == "softhard-study" and study[0].group == "study"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("method: random\nparameters: {data.language: {values: [since_ab]}}\n", "method 'random'"),
+    ("parameters: {data.language: {values: [since_ab]}, model.lr: [0.1]}\n", "parameter 'model.lr' must be"),
+    ("parameters: {data.language: {values: [since_ab]}, model.lr: {value: 0.1}}\noverrides: {model.lr: 0.2}\n",
+     "parameter 'model.lr' is given twice"),
+])
+def test_bad_sweep_files_fail_before_any_run(tmp_path, text, message):
+    with pytest.raises(GridError) as error:
+        load_grid(write_grid(tmp_path, text), tmp_path / "out")
+    assert message in str(error.value)
 
 
 def test_sweep_is_a_grid_over_cli_keys(capsys):
@@ -221,6 +368,7 @@ def test_sweep_command_resolves_like_a_wandb_agent():
     config = yaml.safe_load(result.stdout)
     assert config["data"]["language"] == "majority"
     assert config["model"]["transformer"]["mask"] == "past"  # from configs/majority.yaml
+    assert config["trainer"]["gradient_clip_val"] == 1.0  # from configs/defaults.yaml
     assert config["model"]["transformer"]["positional"] == ["i/n"]  # from the sweep
     assert config["model"]["transformer"]["temperature"] == "log_n"
     assert config["seed_everything"] == 2 and config["trainer"]["max_epochs"] == 20
@@ -232,7 +380,8 @@ def test_sweep_command_resolves_like_a_wandb_agent():
 
 def run_ddp(tmp_path: Path, strategy: str, extra_env: dict) -> tuple[subprocess.CompletedProcess, Path]:
     run_dir = tmp_path / strategy
-    command = [sys.executable, "-m", "softhard", "train", "--config", str(CONFIGS / "since_ab.yaml"), *TINY_TRAIN,
+    command = [sys.executable, "-m", "softhard", "train", *(arg for c in stack("since_ab") for arg in ("--config", str(c))),
+               *TINY_TRAIN,
                "--data.cache_dir", str(tmp_path / "data"), "--run_dir", str(run_dir),
                "--trainer.accelerator", "cpu", "--trainer.strategy", strategy, "--trainer.devices", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **extra_env}

@@ -1,40 +1,52 @@
-"""`softhard grid`: a grid of `softhard train` runs on one machine, N at a time.
+"""`softhard grid`: a grid of `softhard train` runs on one machine, N at a time (the grid file's
+format and its runs: train/grid_file.py).
 
     softhard grid --grid configs/grids/study.yaml --parallel 4
     softhard grid --grid configs/grids/study.yaml --dry-run          # list the runs, start none
     softhard grid --grid configs/grids/study.yaml --gpus 0,1 --parallel 8   # 4 runs per GPU
 
-A grid file (YAML) names languages (each trained from its config, configs/<language>.yaml
-by default) and axes; the runs are their cartesian product:
+A grid file (YAML) names languages and axes; the runs are their cartesian product:
 
-    languages: [since_ab, majority]        # or a mapping {language: config file}
-    positional: [["sinusoidal"], ["i/n"]]  # model.transformer.positional values (lists)
-    temperature: [fixed, log_n]            # model.transformer.temperature values
-    seeds: [0, 1]                          # seed_everything values
-    overrides: {trainer.max_epochs: 5}     # dotted CLI keys given to every run
+    languages: [since_ab, majority]        # registry names, or a mapping {name: config file(s)}
+    model.lr: [1e-3, 3e-4]                 # an axis: any dotted `softhard train` key, a list of values
+    model.transformer.mask: [none, strict_past]
+    positional: [["sinusoidal"], ["i/n"]]  # short for model.transformer.positional
+    temperature: [fixed, log_n]            # short for model.transformer.temperature
+    seeds: [0, 1]                          # short for seed_everything
+    overrides: {trainer.max_epochs: 5}     # dotted `softhard train` keys given to every run
+    evaluate: {factor: 100, attention: [as-trained, hardened]}   # `softhard evaluate` after each run
+    name: study                            # wandb group of the runs (default: the file's name)
+
+A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes
+({values: [...]}) and overrides ({value: v}); wandb's own keys (method: grid, metric, command, ...)
+are left to wandb.
 
 Every run is a subprocess
 
-    python -m softhard train --config <config> --model.transformer.positional <P>
-        --model.transformer.temperature <T> --seed_everything <S>
-        --run_dir <out>/<language>-<pos>-<temp>-seed<S> --wandb disabled [--key value ...]
+    python -m softhard train --config <package>/configs/defaults.yaml --config <package>/configs/<language>.yaml
+        [--config <the mapping's files>] --model.transformer.positional <P> --model.lr <LR> ...
+        --seed_everything <S> --run_dir <out>/<language>-<pos>-<temp>-lr=<LR>-seed<S> --wandb disabled
 
-with its output in <run_dir>.log. Each distinct dataset is built once first (parallel runs
-of one language would race to cache it), then the runs start. A run whose folder already
-holds length_generalization.csv is skipped, one with a checkpoint but no table is resumed
-(--ckpt_path last; from scratch if that does not finish it), so re-running the same command
-finishes an interrupted grid. <out>/grid.csv gets one row per run (name, language,
-positional, temperature, seed, run_dir, status, exit_code, seconds); a failed run is
-reported and does not stop the others. Bad grid files fail before any run starts.
-No wandb account is needed: runs log with --wandb disabled (or offline, `wandb sync` later).
-Standard library, PyYAML and tqdm only.
+with its output in <run_dir>.log: the package's defaults and language settings apply to a
+registry language from a grid file anywhere on disk; a config file is needed only to change
+them. Keys and values are checked by `softhard train`'s own parser before any run starts.
+Each distinct dataset is built once first (parallel runs of one language would race to cache
+it), then the runs start. A run whose folder already holds length_generalization.csv is
+skipped, one with a checkpoint but no table is resumed (--ckpt_path last; from scratch if that
+does not finish it), so re-running the same command finishes an interrupted grid. <out>/grid.csv
+gets one row per run (name, language, positional, temperature, seed, one column per other axis
+named by its dotted key, run_dir, status, exit_code, seconds); a failed run is reported and
+does not stop the others. No wandb account is needed: runs log with --wandb disabled (or
+offline with group = the grid's name and tags = its axis values; `wandb sync` later).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import itertools
+import difflib
+import io
 import json
 import os
 import queue
@@ -44,233 +56,92 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 from tqdm import tqdm
 
 from softhard.train import run_folder
+from softhard.train.grid_file import GridError, Run, load_grid
 
-GRID_KEYS = ("languages", "config_dir", "positional", "temperature", "seeds", "overrides")
 CSV_COLUMNS = ("name", "language", "positional", "temperature", "seed", "run_dir", "status", "exit_code", "seconds")
 LOG_TAIL_LINES = 15
-# Theory-feature names that are not valid in file names.
-_SLUGS = {"i/n": "i_over_n", "1/i": "1_over_i", "i^2": "i_sq", "(-1)^i": "alt_sign"}
 
 
-class GridError(ValueError):
-    """A bad grid file or option: reported before any run starts."""
+# ---------------------------------------------------------------------------- asking `softhard train`
 
 
-@dataclass
-class Run:
-    name: str
-    language: str
-    config: Path
-    positional: Optional[list]  # None: the config's own
-    temperature: Any  # None: the config's own
-    seed: int
-    run_dir: Path
-    overrides: dict = field(default_factory=dict)
-    status: str = "pending"
-    exit_code: Optional[int] = None
-    seconds: float = 0.0
+def resolve(args: list[str]) -> dict:
+    """The config `softhard train ARGS` would train with (what --print_config prints), from the train
+    CLI's own parser; GridError with its message (one line) when it refuses the arguments."""
+    from softhard.train.cli import main as train
 
-    @property
-    def log(self) -> Path:
-        return self.run_dir.with_name(self.run_dir.name + ".log")
-
-    def command(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
-        args = [sys.executable, "-m", "softhard", "train", "--config", str(self.config)]
-        # Headless: tqdm over finished runs is the progress; the user's overrides come later and win.
-        args += ["--trainer.enable_progress_bar", "false"]
-        if self.positional is not None:
-            args += ["--model.transformer.positional", json.dumps(self.positional)]
-        if self.temperature is not None:
-            args += ["--model.transformer.temperature", _cli_value(self.temperature)]
-        args += ["--seed_everything", str(self.seed), "--run_dir", str(self.run_dir), "--wandb", wandb]
-        for key, value in self.overrides.items():
-            args += [f"--{key}", _cli_value(value)]
-        if resume:
-            args += ["--ckpt_path", "last"]
-        return args
-
-    def row(self) -> dict:
-        return {
-            "name": self.name,
-            "language": self.language,
-            "positional": _describe(self.positional),
-            "temperature": _describe(self.temperature),
-            "seed": self.seed,
-            "run_dir": str(self.run_dir),
-            "status": self.status,
-            "exit_code": "" if self.exit_code is None else self.exit_code,
-            "seconds": f"{self.seconds:.1f}",
-        }
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = train([*args, "--print_config"])
+        except SystemExit as exit:
+            code = exit.code
+    if code not in (0, None):
+        message = err.getvalue().rsplit("error:", 1)[-1]
+        raise GridError(" ".join(message.split()) or f"exit code {code}")
+    return yaml.safe_load(out.getvalue())
 
 
-def _cli_value(value: Any) -> str:
-    """A YAML value as one command-line token that jsonargparse reads back as the same value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+def check_runs(runs: list[Run], path: str | Path, wandb: str = "disabled") -> None:
+    """Every language's configs, axis value and override, parsed by `softhard train` before any run
+    starts: unknown keys and values of the wrong type fail here. One run per language and per axis
+    value is asked, not every combination, each with the wandb options it will run with."""
+    asked: dict[str, int] = {}  # language or axis value -> index of the first run with it
+    for index, run in enumerate(runs):
+        for point in [("language", run.language), *run.axes.items()]:
+            asked.setdefault(json.dumps(point, default=str), index)
+    for run in [runs[index] for index in sorted(set(asked.values()))]:
+        try:
+            config = resolve(run.train_args(wandb))
+        except GridError as error:
+            raise GridError(f"grid file {path}: run {run.name}: `softhard train` refuses it: {error}") from None
+        # The parser also takes a key's abbreviation (trainer.max_epoch for trainer.max_epochs); a grid names keys whole.
+        known = dotted_keys(config)
+        for key in [*run.axes, *run.overrides]:
+            if key not in known:
+                guess = difflib.get_close_matches(key, sorted(known), n=1)
+                raise GridError(f"grid file {path}: {key!r} is not a `softhard train` key"
+                                + (f"; did you mean {guess[0]!r}?" if guess else ""))
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, list):
-        return "+".join(_describe(v) for v in value) if value else "none"
-    return "" if value is None else str(value)
+def dotted_keys(config: dict, prefix: str = "") -> set[str]:
+    """Every key of a nested config, sections included, dotted: {"a": {"b": 1}} -> {"a", "a.b"}."""
+    keys = set()
+    for key, value in config.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= dotted_keys(value, f"{prefix}{key}.")
+    return keys
 
 
-def _slug(value: Any) -> str:
-    if isinstance(value, list):
-        return "+".join(_slug(v) for v in value) if value else "none"
-    text = _SLUGS.get(str(value), str(value))
-    return re.sub(r"[^A-Za-z0-9_.+=]", "_", text)
+def check_evaluate(runs: list[Run]) -> None:
+    """The grid's evaluate options against `softhard evaluate --help` (one process, only for grids with
+    an 'evaluate' key)."""
+    options = next((run.evaluate for run in runs if run.evaluate is not None), None)
+    if options is None:
+        return
+    result = subprocess.run([sys.executable, "-m", "softhard", "evaluate", "--help"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    problem = evaluate_problem(options, result.stdout if result.returncode == 0 else None)
+    if problem:
+        raise GridError(problem)
 
 
-# ---------------------------------------------------------------------------- the grid file
-
-# Keys the grid sets itself, so overrides may not.
-RESERVED = {
-    "config": "the language's config",
-    "seed_everything": "the seeds axis",
-    "run_dir": "<out>/<run name>",
-    "wandb": "the --wandb option of softhard grid",
-    "ckpt_path": "resumption",
-    "model.transformer.positional": "the positional axis (leave the axis out to set it here)",
-    "model.transformer.temperature": "the temperature axis (leave the axis out to set it here)",
-}
-
-
-def load_grid(path: str | Path, out: str | Path) -> list[Run]:
-    """The runs of the grid file ``path`` with run folders under ``out``; GridError on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise GridError(f"grid file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise GridError(f"grid file {path} is not valid YAML: {error}") from None
-    if not isinstance(spec, dict):
-        raise GridError(f"grid file {path}: expected a mapping with keys {', '.join(GRID_KEYS)}, got {spec!r}")
-    unknown = [key for key in spec if key not in GRID_KEYS]
-    if unknown:
-        raise GridError(f"grid file {path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(GRID_KEYS)}")
-    if "languages" not in spec:
-        raise GridError(f"grid file {path}: missing key 'languages' (a list of names or a mapping name: config)")
-
-    # Config files resolve against config_dir, itself relative to the grid file's folder;
-    # by default the folder above it (configs/grids/x.yaml -> configs/).
-    config_dir = path.parent / spec.get("config_dir", "..")
-    configs = _languages(spec["languages"], config_dir, path)
-    positionals = _axis(spec, "positional", path, _check_positional)
-    temperatures = _axis(spec, "temperature", path, _check_temperature)
-    seeds = _axis(spec, "seeds", path, _check_seed) or [0]
-    overrides = spec.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise GridError(f"grid file {path}: 'overrides' must be a mapping of dotted CLI keys to values, got {overrides!r}")
-    for key in overrides:
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
-            raise GridError(f"grid file {path}: overrides key {key!r} is not a dotted CLI key such as trainer.max_epochs")
-        axis = {"model.transformer.positional": "positional", "model.transformer.temperature": "temperature"}.get(key)
-        if key in RESERVED and (axis is None or axis in spec):
-            raise GridError(f"grid file {path}: overrides key {key!r} is set by the grid itself ({RESERVED[key]})")
-
-    out = Path(out)
-    runs, names = [], {}
-    for (language, config), positional, temperature, seed in itertools.product(
-        configs.items(), positionals or [None], temperatures or [None], seeds
-    ):
-        parts = [language]
-        if positional is not None:
-            parts.append(_slug(positional))
-        if temperature is not None:
-            parts.append(_slug(temperature))
-        name = "-".join(parts + [f"seed{seed}"])
-        if name in names:
-            raise GridError(f"grid file {path}: two runs would share the folder {name} "
-                            f"({names[name]} and {(positional, temperature, seed)}); remove the duplicate value")
-        names[name] = (positional, temperature, seed)
-        runs.append(Run(name, language, config, positional, temperature, seed, out / name, dict(overrides)))
-    return runs
-
-
-def _languages(value: Any, config_dir: Path, path: Path) -> dict[str, Path]:
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, list):
-        if not all(isinstance(name, str) for name in value):
-            raise GridError(f"grid file {path}: 'languages' must hold names, got {value!r}")
-        pairs = [(name, f"{name}.yaml") for name in value]
-    elif isinstance(value, dict):
-        pairs = list(value.items())
-    else:
-        raise GridError(f"grid file {path}: 'languages' must be a list of names or a mapping name: config, got {value!r}")
-    if not pairs:
-        raise GridError(f"grid file {path}: 'languages' is empty")
-    configs = {}
-    for name, config in pairs:
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", name):
-            raise GridError(f"grid file {path}: language {name!r} is not a plain name (letters, digits, _ and .)")
-        if name in configs:
-            raise GridError(f"grid file {path}: language {name!r} is listed twice")
-        file = config_dir / str(config)
-        if not file.is_file():
-            raise GridError(f"grid file {path}: language {name!r} has no config: {os.path.normpath(file)} does not exist")
-        configs[name] = file.resolve()
-    return configs
-
-
-def _axis(spec: dict, key: str, path: Path, check) -> Optional[list]:
-    """The values of axis ``key``; None when the grid leaves it to the configs."""
-    if key not in spec:
-        return None
-    values = spec[key]
-    if not isinstance(values, list):
-        raise GridError(f"grid file {path}: '{key}' must be a list of values, got {values!r}")
-    if not values:
-        raise GridError(f"grid file {path}: '{key}' is empty; give at least one value or leave the key out")
-    for value in values:
-        problem = check(value)
-        if problem:
-            raise GridError(f"grid file {path}: {key} value {value!r}: {problem}")
-    return values
-
-
-def _check_positional(value: Any) -> Optional[str]:
-    from softhard.models.positional import POSITIONAL
-
-    if not isinstance(value, list):
-        return 'each positional value is a list of encodings, e.g. ["i/n"] or [] for none'
-    unknown = [name for name in value if name not in POSITIONAL]
-    if unknown:
-        return f"unknown encoding {unknown[0]!r}; expected some of {', '.join(POSITIONAL)}"
-    return None
-
-
-def _check_temperature(value: Any) -> Optional[str]:
-    from softhard.models.temperature import TEMPERATURES
-
-    def flat(v):  # one mode, n_heads modes, or n_layers lists of them
-        return [m for item in v for m in flat(item)] if isinstance(v, list) else [v]
-
-    modes = flat(value)
-    unknown = [mode for mode in modes if mode not in TEMPERATURES]
-    if not modes or unknown:
-        return f"unknown temperature {unknown[0] if unknown else value!r}; expected one of {', '.join(TEMPERATURES)}"
-    return None
-
-
-def _check_seed(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return "seeds are non-negative integers"
+def evaluate_problem(options: list[str], help_text: Optional[str]) -> Optional[str]:
+    """Why `softhard evaluate` (whose --help printed ``help_text``; None: no such command) cannot take
+    ``options``; None when it can."""
+    if help_text is None:
+        return "the grid's 'evaluate' needs the `softhard evaluate` command, which this installation lacks"
+    for flag in options[::2]:
+        if not re.search(rf"{re.escape(flag)}\b(?!-)", help_text):
+            return f"evaluate: `softhard evaluate` has no option {flag} (see softhard evaluate --help)"
     return None
 
 
@@ -278,28 +149,36 @@ def _check_seed(value: Any) -> Optional[str]:
 
 
 def execute(run: Run, wandb: str, env: dict) -> Run:
-    """Runs ``run`` to its end (train.run_folder.finish: resumed if it has a checkpoint), its
-    output in run.log."""
+    """Runs ``run`` to its end (train.run_folder.finish: resumed if it has a checkpoint), then its
+    evaluation if the grid asks for one; the output in run.log (appended to for an evaluation alone)."""
     run.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with open(run.log, "w") as log:
+    trained = run_folder.state(run.run_dir) == "done"
+    with open(run.log, "a" if trained else "w") as log:
 
         def train(resume: bool) -> int:
             if log.tell() > 0:  # a second attempt
                 log.write("\nsofthard grid: resuming did not finish the run; starting it again from scratch\n\n")
-            return _train(run.command(wandb, resume=resume), log, env)
+            return _launch(run.command(wandb, resume=resume), log, env)
 
-        code = run_folder.finish(run.run_dir, train)
+        code = run_folder.finish(run.run_dir, train)  # 0 at once for a trained run
+        if code == 0 and run_folder.state(run.run_dir) == "done" and not run.evaluated:
+            code = _launch(run.evaluate_command(), log, env)
     run.seconds = time.monotonic() - start
     run.exit_code = code
-    run.status = "ok" if code == 0 and run_folder.state(run.run_dir) == "done" else "failed"
+    run.status = "ok" if code == 0 and run_folder.state(run.run_dir) == "done" and run.evaluated else "failed"
     return run
 
 
-def _train(command: list[str], log, env: dict) -> int:
+def _launch(command: list[str], log, env: dict) -> int:
     log.write("$ " + shlex.join(command) + "\n\n")
     log.flush()
     return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
+
+
+def finished(run: Run) -> bool:
+    """Trained and, where the grid asks for it, evaluated."""
+    return run_folder.state(run.run_dir) == "done" and run.evaluated
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -312,44 +191,49 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def write_table(runs: list[Run], path: Path) -> None:
+    """<out>/grid.csv: CSV_COLUMNS, with a column per axis beyond language/positional/temperature/seed
+    (named by its dotted key) after seed."""
+    rows = [run.row() for run in runs]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".csv.tmp")
     with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns or CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(run.row() for run in runs)
+        writer.writerows(rows)
     temporary.replace(path)
 
 
 def dataset_args(run: Run) -> dict:
-    """The LanguageDataModule arguments of ``run``: its config's data section plus data.* overrides."""
-    config = yaml.safe_load(run.config.read_text()) or {}
-    args = dict(config.get("data") or {})
-    for key, value in run.overrides.items():
-        if key.startswith("data."):
-            args[key[len("data."):]] = value
-        elif key == "data" and isinstance(value, dict):
-            args.update(value)
-    return args
+    """The LanguageDataModule arguments of ``run``: the data section of the config it trains with."""
+    return resolve(run.train_args())["data"]
 
 
 def prepare_datasets(runs: list[Run], progress: bool = True) -> None:
-    """Builds every distinct dataset of the pending runs once, before any run starts.
+    """Builds every distinct dataset of the unfinished runs once, before any run starts.
 
     Runs of one language share one cached dataset (data.cache_dir); started together, each
     would sample it and they would race to move it into the cache. A dataset that cannot be
     built is left to its runs, which then fail with the error in their logs.
     """
-    groups: dict[str, tuple[Run, dict]] = {}
+    candidates: dict[str, Run] = {}  # one run per config stack and data.* settings: what a dataset depends on
     for run in runs:
         if run_folder.state(run.run_dir) != "done":
-            args = dataset_args(run)
-            groups.setdefault(json.dumps(args, sort_keys=True, default=str), (run, args))
-    if not groups:
+            data = {key: value for key, value in (run.axes | run.overrides).items() if key.split(".")[0] == "data"}
+            candidates.setdefault(json.dumps([[str(c) for c in run.configs], data], sort_keys=True, default=str), run)
+    if not candidates:
         return
     from softhard.train.data import LanguageDataModule
 
-    for run, args in tqdm(list(groups.values()), desc="datasets", unit="dataset", disable=not progress):
+    datasets: dict[str, tuple[Run, dict]] = {}
+    for run in candidates.values():
+        try:
+            args = dataset_args(run)
+        except GridError as error:  # reported by the run itself
+            tqdm.write(f"softhard grid: {run.name}: {error}", file=sys.stderr)
+            continue
+        datasets.setdefault(json.dumps(args, sort_keys=True, default=str), (run, args))
+    for run, args in tqdm(list(datasets.values()), desc="datasets", unit="dataset", disable=not progress):
         try:
             LanguageDataModule(**args).prepare_data()
         except Exception as error:  # reported by the runs themselves
@@ -363,7 +247,7 @@ def run_grid(runs: list[Run], out: Path, parallel: int = 1, wandb: str = "disabl
     table = out / "grid.csv"
     pending = []
     for run in runs:
-        if run_folder.state(run.run_dir) == "done":
+        if finished(run):
             run.status = "skipped"
         else:
             pending.append(run)
@@ -418,7 +302,7 @@ def run_grid(runs: list[Run], out: Path, parallel: int = 1, wandb: str = "disabl
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softhard grid",
-        description="Run a grid of `softhard train` runs (languages x positional x temperature x seeds) "
+        description="Run a grid of `softhard train` runs (languages x any dotted train keys x seeds) "
                     "as parallel processes on this machine; resumable, no wandb account needed.",
     )
     parser.add_argument("--grid", required=True, help="grid file, e.g. configs/grids/study.yaml")
@@ -443,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpus is not None and not gpus:
             raise GridError(f"--gpus {args.gpus!r} names no GPU")
         runs = load_grid(args.grid, out)
+        check_runs(runs, args.grid, args.wandb)
+        check_evaluate(runs)
     except GridError as error:
         print(f"softhard grid: error: {error}", file=sys.stderr)
         return 2
@@ -451,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         labels = {"done": "skip", "resume": "resume", "partial": "restart", "new": "run"}
         for run in runs:
             current = run_folder.state(run.run_dir)
-            print(f"[{labels[current]}] {run.name}")
-            print("    " + shlex.join(run.command(args.wandb, resume=current == "resume")))
+            print(f"[{'evaluate' if current == 'done' and not run.evaluated else labels[current]}] {run.name}")
+            if current != "done":
+                print("    " + shlex.join(run.command(args.wandb, resume=current == "resume")))
+            if not run.evaluated:
+                print("    " + shlex.join(run.evaluate_command()))
         print(f"softhard grid: {len(runs)} runs (dry run: none started); outputs would go to {out}")
         return 0
 
