@@ -46,7 +46,7 @@ def write_grid(tmp_path: Path, text: str) -> Path:
 
 
 def stack(*languages: str) -> list[Path]:
-    return [CONFIGS / "defaults.yaml", *(CONFIGS / f"{language}.yaml" for language in languages)]
+    return [CONFIGS / f"{language}.yaml" for language in languages]
 
 
 def flag(command: list[str], name: str) -> str:
@@ -137,7 +137,7 @@ def test_a_grid_anywhere_trains_registry_languages_with_the_package_settings(tmp
     the grid sets."""
     fixture = json.loads((ROOT / "tests" / "fixtures" / "resolved_configs.json").read_text())["configs"]
     (run,) = load_grid(write_grid(tmp_path, "languages: [dyck_depth3]\n"), tmp_path / "out")
-    assert run.configs == [package_configs() / "defaults.yaml", package_configs() / "dyck_depth3.yaml"]
+    assert run.configs == [package_configs() / "dyck_depth3.yaml"]
     resolved = flatten(resolve(run.train_args()))
     grid_sets = {"run_dir": str(run.run_dir), "wandb": "disabled", "trainer.enable_progress_bar": False}
     assert {key: resolved[key] for key in fixture["dyck_depth3"]} == fixture["dyck_depth3"] | grid_sets

@@ -1,7 +1,7 @@
 """`softhard train`: one run from a YAML config, driven by LightningCLI.
 
-    softhard train --config configs/defaults.yaml --config configs/tomita2.yaml --model.lr 3e-4
-    softhard train --config configs/defaults.yaml --config configs/tomita2.yaml --ckpt_path last   # resume the run
+    softhard train --config configs/tomita2.yaml --model.lr 3e-4
+    softhard train --config configs/tomita2.yaml --ckpt_path last   # resume the run
 
 A run folder (``--run_dir``, default ``runs/<last config's name>-seed<seed>``) holds config.yaml
 (the full resolved config), run_info.json (package version, git commit, dataset
@@ -42,6 +42,7 @@ from softhard.train.callbacks import (
     TemperatureScheduleCallback,
 )
 from softhard.train.data import LanguageDataModule
+from softhard.train.grid_file import package_configs
 from softhard.train.metrics import JsonlLogger
 from softhard.train.module import LanguageModel
 from softhard.train.run_folder import LAST_CHECKPOINT, RUN_INFO
@@ -220,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"deterministic": True, "max_epochs": 10, "log_every_n_steps": 10},
-            parser_kwargs={"prog": "softhard train"},
+            # configs/defaults.yaml is the base every --config stacks on, so a language's own
+            # file (which holds only what differs) is a whole config by itself
+            parser_kwargs={"prog": "softhard train", "default_config_files": [str(package_configs() / "defaults.yaml")]},
         )
     except (ValueError, OSError) as error:  # bad input, or a --data.cache_dir that cannot be written
         print(f"softhard train: error: {error}", file=sys.stderr)

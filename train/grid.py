@@ -23,7 +23,7 @@ are left to wandb.
 
 Every run is a subprocess
 
-    python -m softhard train --config <package>/configs/defaults.yaml --config <package>/configs/<language>.yaml
+    python -m softhard train --config <package>/configs/<language>.yaml
         [--config <the mapping's files>] --model.transformer.positional <P> --model.lr <LR> ...
         --seed_everything <S> --run_dir <out>/<language>-<pos>-<temp>-lr=<LR>-seed<S> --wandb disabled
 

@@ -269,8 +269,9 @@ def axis_labels(keys: list[str]) -> dict[str, str]:
 
 
 def _languages(value: Any, path: Path, fail) -> dict[str, list[Path]]:
-    """Language -> its config files: the package's defaults and (registry languages) the language's
-    settings, then the mapping's own files, relative to the grid file."""
+    """Language -> its config files: (registry languages) the package's settings of the language, then
+    the mapping's own files, relative to the grid file; `softhard train` reads the package's
+    defaults.yaml under them all."""
     from softhard.data.registry import REGISTRY
 
     if isinstance(value, str):
@@ -294,7 +295,7 @@ def _languages(value: Any, path: Path, fail) -> dict[str, list[Path]]:
             raise fail(f"language {name!r} is not a plain name (letters, digits, _ and .)")
         if name in configs:
             raise fail(f"language {name!r} is listed twice")
-        stack = [shipped / "defaults.yaml"] + ([shipped / f"{name}.yaml"] if name in REGISTRY else [])
+        stack = [shipped / f"{name}.yaml"] if name in REGISTRY else []
         for file in files:
             if not isinstance(file, (str, Path)) or not (path.parent / file).is_file():
                 raise fail(f"language {name!r}: config {os.path.normpath(path.parent / str(file))} does not exist")
