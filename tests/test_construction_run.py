@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pandas as pd
 import pytest
 import torch
 
@@ -83,11 +84,39 @@ def test_every_head_lands_on_its_own_construction_head(saved, name):
         assert own.target_mass.item() >= 0.99, info.subformula
 
 
-def test_report_reads_the_runs_without_skipping_them(saved, tmp_path):
-    assert report([str(saved / "runs"), "--out", str(tmp_path), "--format", "md"]) == 0
-    text = (tmp_path / "report.md").read_text()
+@pytest.fixture(scope="module")
+def reported(saved, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert report([str(saved / "runs"), "--out", str(out), "--format", "md"]) == 0
+    return out
+
+
+def test_report_reads_the_runs_without_skipping_them(reported):
+    text = (reported / "report.md").read_text()
     assert "## Skipped" not in text
     assert "## Formula `a S b`" in text and "## Formula `O a & (#a > #b)`" in text
+
+
+def test_report_calibrates_on_the_constructions(reported):
+    """The instrument's calibration (issue 15): on soft-scaled constructions saved as runs, every
+    head is matched to its own construction head (or to one with the same targets: the two count
+    heads) with TV <= 0.01 and mass >= 0.99, is hard at 10x and 100x the train length, the probes
+    read each subformula exactly from its construction layer on, and in distribution is exact."""
+    own = {(name, info.layer, info.head): info.subformula for name in FORMULAS for info in _compiled(name).heads}
+    best = pd.concat(map(pd.read_csv, reported.glob("attention_best_*.csv")))
+    best = best[[key in own for key in zip(best.run, best.layer, best["head"])]]  # not the model's unused slots
+    assert len(best) == len(own)
+    assert (best.tv <= 0.01).all() and (best.target_mass >= 0.99).all(), best
+    for row in best.itertuples():
+        assert row.subformula == own[row.run, row.layer, row.head] or row.operator == "#", row
+    future = pd.concat(map(pd.read_csv, reported.glob("extrapolation_*.csv")))
+    future = future[[key in own for key in zip(future.run, future.layer, future["head"])]]
+    assert set(future.factor) == {10, 100} and future.hard.all(), future[~future.hard]
+    probes = pd.concat(map(pd.read_csv, reported.glob("probes_*.csv")))
+    constructed = probes[probes.layer >= probes.construction_layer]
+    assert len(constructed) and (constructed.accuracy == 1.0).all(), constructed[constructed.accuracy < 1]
+    summary = pd.read_csv(reported / "length_summary_string_accuracy.csv")
+    assert summary.filter(like="validation").notna().all().all()
 
 
 def test_the_construct_command_routes_save_run_here(tmp_path, capsys):

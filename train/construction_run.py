@@ -5,7 +5,8 @@
 The folder claims training length L (``--max-length``, default 20) and holds what `softhard
 train` writes: config.yaml (data and model sections as a training config; ``construction``
 records the mode and the compile length), run_info.json, checkpoints/last.ckpt (a
-LanguageModel checkpoint holding the compiled weights), length_generalization.csv (the
+LanguageModel checkpoint holding the compiled weights), metrics.jsonl (one record: the
+validation split's accuracy, the in-distribution figure), length_generalization.csv (the
 compiled model on the test bins of the language's dataset, lengths to 10 L, step 0),
 accuracy_by_length.png, and attention/ plus attention_maps.png (the probe words of the
 validation split and of every test bin, as AttentionCaptureCallback saves them).
@@ -42,6 +43,7 @@ from softhard.train import plots
 from softhard.train.callbacks import capture_attention
 from softhard.train.data import LanguageDataModule
 from softhard.train.evaluation import append_table, length_generalization
+from softhard.train.metrics import JsonlLogger
 from softhard.train.module import LanguageModel
 from softhard.train.run_folder import LAST_CHECKPOINT, LENGTH_TABLE, write_run_info
 
@@ -98,6 +100,7 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         write_run_info(staging, data.language, data.fingerprint, seed, command, construction=construction,
                        cpu_threads=torch.get_num_threads())
+        JsonlLogger(staging).log_metrics(validation_metrics(module, data), step=0)
         table = length_generalization(module, data.test_splits(), step=0, progress=False)
         append_table(table, staging / LENGTH_TABLE)
         plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / "accuracy_by_length.png")
@@ -108,6 +111,15 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return run_dir
+
+
+def validation_metrics(module: LanguageModel, data: LanguageDataModule) -> dict[str, float]:
+    """The in-distribution figures a training run logs to metrics.jsonl: val/string_accuracy per
+    word and val/position_accuracy per position, on the validation split."""
+    table = length_generalization(module, {"validation": data.val_dataloader()}, step=0, progress=False)
+    positions = table.words * table.length
+    return {"val/string_accuracy": float((table.words * table.string_accuracy).sum() / table.words.sum()),
+            "val/position_accuracy": float((positions * table.position_accuracy).sum() / positions.sum())}
 
 
 def as_language_model(compiled: CompiledModel) -> LanguageModel:
