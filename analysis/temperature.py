@@ -315,3 +315,27 @@ def extrapolation_markdown(extrapolation: pd.DataFrame) -> str:
     table = extrapolation.pivot_table(index=index, columns="factor", values="hard", aggfunc="first")
     table.columns = [f"hard at {factor:g}x" for factor in table.columns]
     return name_runs(table.reset_index(), extrapolation).to_markdown(index=False, floatfmt=".3g")
+
+
+# ---------------------------------------------------------------------------- target-set gaps
+def target_set_gap(scores: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gap, spread), each (..., n) float64, per query of a head against a construction head's target set.
+
+    scores: (..., n, n+1) raw scores (q.k before the temperature; column 0 the sink); targets: bool,
+    the hard target set; visible: bool, the keys the query's mask lets it see. gap = the smallest
+    score on a target minus the largest on a visible non-target (the margin the gap lemma needs);
+    spread = the largest minus the smallest score on the targets (0 for an exact tie). NaN where
+    the query has no target or no competitor (no visible non-target).
+
+    Provisional (issue 16): issue 15's version replaces it at merge.
+    """
+    scores = scores.double()
+    on = targets & visible
+    off = visible & ~targets
+    top_target = scores.masked_fill(~on, -math.inf).amax(-1)
+    low_target = scores.masked_fill(~on, math.inf).amin(-1)
+    top_other = scores.masked_fill(~off, -math.inf).amax(-1)
+    undefined = ~on.any(-1) | ~off.any(-1)
+    gap = (low_target - top_other).masked_fill(undefined, math.nan)
+    spread = (top_target - low_target).masked_fill(~on.any(-1), math.nan)
+    return gap, spread
