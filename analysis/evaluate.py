@@ -115,7 +115,7 @@ def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps:
                 continue
             targets, smallest = None, [math.inf]
 
-            def measure(i0, k0, scores, allowed, _weights):
+            def measure(i0, k0, scores, allowed, _weights, _values):
                 nonlocal targets
                 if targets is None:
                     targets = head_targets(info, ids, alphabet, scores.device)

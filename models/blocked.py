@@ -29,10 +29,11 @@ from softhard.models.transformer import Transformer, hard_attention
 # on CPU small enough (16 MiB of fp32) that glibc reuses the blocks rather than mapping fresh pages each time
 BLOCK_ELEMENTS = {"cpu": 2**22, "cuda": 2**27}
 
-# observe(layer, head, i0, k0, scores, allowed, attention): a hard head's raw scores (B, blk, 1 + K)
-# of queries i0.. over the sink and keys k0.., their visibility (blk, 1 + K) and the hard weights
-Observer = Callable[[int, int, int, int, torch.Tensor, torch.Tensor, torch.Tensor], None]
-# scan(head, fn): runs fn(i0, k0, scores, allowed, attention) over the raw score blocks of one head of
+# observe(layer, head, i0, k0, scores, allowed, weights, values): a hard head's raw scores (B, blk, 1 + K)
+# of queries i0.. over the sink and keys k0.., their visibility (blk, 1 + K), the hard weights (B, blk, 1 + K)
+# and the values (B, 1 + K, dh) of the sink and those keys
+Observer = Callable[..., None]
+# scan(head, fn): runs fn(i0, k0, scores, allowed, weights, values) over the raw score blocks of one head of
 # the current layer; layer_scales(layer, scan) returns that layer's (H,) logit scales (see blocked_forward)
 Scan = Callable[[int, Callable], None]
 
@@ -49,8 +50,9 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
     scale: the logit scale of softmax heads, a number or (B|1, n, 1) per query; hard kinds compare
     the unscaled scores. targets: an object whose ``block(band, i0, i1, k0, k1)`` gives the target
     sets of a block (models.compiler.blocked.Targets). slope: the head's ALiBi slope (bias
-    -slope |i - j| on word keys), or None. observe(i0, k0, scores, allowed, att) is called for
-    hard heads with each block's raw scores (B, blk, 1 + K), visibility (blk, 1 + K) and weights.
+    -slope |i - j| on word keys), or None. observe(i0, k0, scores, allowed, att, values) is called
+    for hard heads with each block's raw scores (B, blk, 1 + K), visibility (blk, 1 + K), weights
+    and values (B, 1 + K, dh).
     """
     B, n, dh = q.shape
     lo, hi = MASK_BOUNDS[mask]
@@ -82,7 +84,7 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
                 scores = scores + bias
             att = hard_attention(scores, allowed, kind)
             if observe is not None:
-                observe(i0, k0, scores, allowed, att)
+                observe(i0, k0, scores, allowed, att, values)
         y[:, i0:i1] = att @ values
         if targets is not None:
             outside = att.masked_fill_(targets.block(band, i0, i1, k0, k1), 0.0).sum(-1)  # (B, blk)

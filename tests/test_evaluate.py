@@ -71,7 +71,7 @@ def identity_matches(compiled) -> pd.DataFrame:
 
 @pytest.mark.parametrize("formula,alphabet", [("(a S b) & O c", "a,b,c"), ("Y a & #a > #b", "a,b")])
 def test_a_soft_scaled_construction_is_exact_at_100x_under_every_attention(formula, alphabet):
-    train = 10
+    train = 5
     compiled = compile_formula(parse(formula), alphabet, "soft-scaled", 100 * train)
     table = evaluate_model(compiled.model, Language(parse(formula), compiled.alphabet), [train, 100 * train],
                            construction=compiled, matches=identity_matches(compiled), words=8, progress=False)
