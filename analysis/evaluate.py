@@ -47,7 +47,7 @@ from softhard.models.transformer import KINDS, Transformer
 ATTENTIONS = ("as-trained", "hardened", "gap-rule")
 HARD_KIND = {"last": "rightmost", "first": "leftmost"}  # every other target rule is set-valued: average
 FACTORS = (20, 50, 100)  # default lengths beyond the run's test lengths, as multiples of the train length
-WORDS = 64  # words per length, half members and half non-members
+WORDS = 32  # words per length, half members and half non-members
 FILE = "evaluation.csv"
 COLUMNS = ["attention", "length", "words", "string_accuracy", "position_accuracy", "softmax_heads", "kinds"]
 

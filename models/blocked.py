@@ -59,12 +59,20 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
     per_query = torch.is_tensor(scale) and scale.dim() == 3
     y = torch.empty_like(q)
     worst = torch.zeros((), dtype=q.dtype, device=q.device)
+    open_mask = MASK_BOUNDS[mask] == MASK_BOUNDS["none"]
+    if kind == "softmax" and targets is None and slope is None and open_mask:
+        block = n  # every key visible: one fused call without a mask, linear in n whatever the block
+    all_keys = torch.cat([sink_k.expand(B, 1, dh), k], dim=1)  # (B, 1 + n, dh)
+    all_values = torch.cat([sink_v.expand(B, 1, dh), v], dim=1)
     for i0 in range(0, n, block):
         i1 = min(n, i0 + block)
         k0 = max(0, i0 - hi)  # the keys some query of the block sees: lo <= i - j <= hi
         k1 = max(k0, min(n, i1 - lo))
-        keys = torch.cat([sink_k.expand(B, 1, dh), k[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
-        values = torch.cat([sink_v.expand(B, 1, dh), v[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
+        if k0 == 0:  # a view of the sink and the first keys: no copy per block
+            keys, values = all_keys[:, : 1 + k1], all_values[:, : 1 + k1]  # (B, 1 + K, dh)
+        else:
+            keys = torch.cat([sink_k.expand(B, 1, dh), k[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
+            values = torch.cat([sink_v.expand(B, 1, dh), v[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
         i = torch.arange(i0, i1, device=q.device)[:, None]
         j = torch.arange(k0, k1, device=q.device)[None, :]
         band = (j >= i - hi) & (j <= i - lo)  # (blk, K): lo <= i - j <= hi
@@ -72,6 +80,15 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
         bias = None
         if slope is not None:  # as models.positional.alibi_bias: 0 for the sink
             bias = F.pad(-slope * (i - j).abs().to(q.dtype), (1, 0))  # (blk, 1 + K)
+        if kind == "softmax" and targets is None:  # fused (SDPA's flash kernel wants 4-D): no weights kept
+            s = scale[:, i0:i1] if per_query else scale
+            visible = allowed
+            if bias is not None:
+                visible = (bias * s).masked_fill(~allowed, float("-inf"))  # (B|1, blk, 1 + K)
+            y[:, i0:i1] = F.scaled_dot_product_attention(
+                (q[:, i0:i1] * (s / math.sqrt(dh)))[:, None], keys[:, None], values[:, None],
+                attn_mask=visible if visible.dim() == 2 else visible[:, None], scale=1.0)[:, 0]
+            continue
         if kind == "softmax":
             s = scale[:, i0:i1] if per_query else scale
             logits = (q[:, i0:i1] * (s / math.sqrt(dh))) @ keys.transpose(1, 2)  # (B, blk, 1 + K)
@@ -82,6 +99,16 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
             scores = (q[:, i0:i1] @ keys.transpose(1, 2)) * (1.0 / math.sqrt(dh))
             if bias is not None:
                 scores = scores + bias
+            if kind != "average" and targets is None and observe is None:  # one value per query: a gather
+                if not open_mask:
+                    scores = scores.masked_fill(~allowed, float("-inf"))
+                # argmax returns the first of tied maxima: the leftmost, or the rightmost of the reversed row
+                if kind == "leftmost":
+                    pick = scores.argmax(-1)
+                else:
+                    pick = scores.shape[-1] - 1 - scores.flip(-1).argmax(-1)  # (B, blk)
+                y[:, i0:i1] = values.gather(1, pick[..., None].expand(-1, -1, dh))
+                continue
             att = hard_attention(scores, allowed, kind)
             if observe is not None:
                 observe(i0, k0, scores, allowed, att, values)
