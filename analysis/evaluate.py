@@ -137,12 +137,14 @@ def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps:
 def evaluate_model(model: Transformer, language: Language, lengths: Sequence[int],
                    attentions: Sequence[str] = ATTENTIONS, construction: CompiledModel | None = None,
                    matches: pd.DataFrame | None = None, kinds: dict | None = None, eps: float = EPS,
-                   words: int = WORDS, seed: int = 0, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+                   words: int = WORDS, seed: int = 0, device: str = "cpu", progress: bool = True,
+                   block: int | None = None) -> pd.DataFrame:
     """The evaluation table (module docstring) of ``model`` on ``language`` at ``lengths``.
 
     construction and matches (a pick_best table: layer, head, c_layer, c_head, target_rule)
     say which construction head each learned head simulates; kinds ({(layer, head): kind})
-    override the hardened kinds. Columns: COLUMNS, then tau_L<l>H<h> per head (gap-rule rows).
+    override the hardened kinds. block: queries per block of blocked_forward (default: its own).
+    Columns: COLUMNS, then tau_L<l>H<h> per head (gap-rule rows).
     """
     model = model.to(device).eval()
     matched = matched_heads(matches, construction)
@@ -161,7 +163,8 @@ def evaluate_model(model: Transformer, language: Language, lengths: Sequence[int
         scales = (gap_rule_scales(matched, ids, language.alphabet, model.config.n_heads, eps, taus)
                   if attention == "gap-rule" else None)
         position, string = blocked_forward(model, torch.as_tensor(ids, device=device),
-                                           kinds=hardened if attention == "hardened" else None, layer_scales=scales)
+                                           kinds=hardened if attention == "hardened" else None, layer_scales=scales,
+                                           block=block)
         position, string = position.cpu() > 0, string.cpu() > 0
         kinds_used = hardened if attention == "hardened" else model.attention_kinds
         flat = [kind for row in kinds_used for kind in row]
