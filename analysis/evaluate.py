@@ -48,6 +48,7 @@ ATTENTIONS = ("as-trained", "hardened", "gap-rule")
 HARD_KIND = {"last": "rightmost", "first": "leftmost"}  # every other target rule is set-valued: average
 FACTORS = (20, 50, 100)  # default lengths beyond the run's test lengths, as multiples of the train length
 WORDS = 32  # words per length, half members and half non-members
+CHUNK_TOKENS = 2**16  # words per forward pass: about this many positions (as-trained and hardened)
 FILE = "evaluation.csv"
 COLUMNS = ["attention", "length", "words", "string_accuracy", "position_accuracy", "softmax_heads", "kinds"]
 
@@ -122,7 +123,7 @@ def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps:
                 blk, keys = allowed.shape[0], allowed.shape[1] - 1
                 sets = targets.block(allowed[:, 1:], i0, i0 + blk, k0, k0 + keys)
                 gap, _ = target_set_gap(scores, sets, allowed.expand_as(sets))
-                smallest[0] = min(smallest[0], float(gap.nan_to_num(math.inf).min()))
+                smallest[0] = min(smallest[0], float(torch.where(gap.isnan(), math.inf, gap).min()))
 
             scan(h, measure)
             g = smallest[0]
@@ -162,10 +163,13 @@ def evaluate_model(model: Transformer, language: Language, lengths: Sequence[int
         taus = {}
         scales = (gap_rule_scales(matched, ids, language.alphabet, model.config.n_heads, eps, taus)
                   if attention == "gap-rule" else None)
-        position, string = blocked_forward(model, torch.as_tensor(ids, device=device),
-                                           kinds=hardened if attention == "hardened" else None, layer_scales=scales,
-                                           block=block)
-        position, string = position.cpu() > 0, string.cpu() > 0
+        # chunks of words bound the residual streams; the gap rule takes one gap over all words: one chunk
+        step = len(ids) if attention == "gap-rule" else max(1, CHUNK_TOKENS // n)
+        outputs = [blocked_forward(model, torch.as_tensor(ids[start:start + step], device=device),
+                                   kinds=hardened if attention == "hardened" else None, layer_scales=scales,
+                                   block=block) for start in range(0, len(ids), step)]
+        position = torch.cat([p for p, _ in outputs]).cpu() > 0
+        string = torch.cat([s for _, s in outputs]).cpu() > 0
         kinds_used = hardened if attention == "hardened" else model.attention_kinds
         flat = [kind for row in kinds_used for kind in row]
         rows.append({
@@ -228,9 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--lengths", help="comma-separated word lengths (default: the run's test lengths "
                                          "and 20x, 50x, 100x its train length)")
     where.add_argument("--factor", help="comma-separated multiples of the train length, e.g. 100")
-    parser.add_argument("--attention", default=",".join(ATTENTIONS), help=f"comma-separated, of {', '.join(ATTENTIONS)}")
+    parser.add_argument("--attention", default=",".join(ATTENTIONS),
+                        help=f"comma-separated, of {', '.join(ATTENTIONS)}")
     parser.add_argument("--kinds", default="", help="hardened: explicit kinds per head, L0H0=rightmost,L1H2=average")
-    parser.add_argument("--eps", type=float, default=EPS, help="gap rule: the attention error allowed (default %(default)s)")
+    parser.add_argument("--eps", type=float, default=EPS,
+                        help="gap rule: the attention error allowed (default %(default)s)")
     parser.add_argument("--words", type=int, default=WORDS, help="words per length, half members (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the word samples (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default %(default)s)")

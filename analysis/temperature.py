@@ -318,7 +318,8 @@ def extrapolation_markdown(extrapolation: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------------- target-set gaps
-def target_set_gap(scores: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def target_set_gap(scores: torch.Tensor, targets: torch.Tensor,
+                   visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(gap, spread), each (..., n) float64, per query of a head against a construction head's target set.
 
     scores: (..., n, n+1) raw scores (q.k before the temperature; column 0 the sink); targets: bool,

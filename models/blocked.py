@@ -122,7 +122,8 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
 @torch.no_grad()
 def blocked_forward(model: Transformer, ids: torch.Tensor, kinds: Optional[Sequence[Sequence[str]]] = None,
                     layer_scales: Optional[Callable[[int, Scan], Optional[torch.Tensor]]] = None,
-                    block: Optional[int] = None, observe: Optional[Observer] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    block: Optional[int] = None,
+                    observe: Optional[Observer] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Position logits (B, n) and string logits (B,) of ``model`` on equal-length words ids (B, n).
 
     kinds: per layer, the attention kind of each head (default: the model's own).

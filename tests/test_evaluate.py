@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -131,3 +130,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_run, capsys, argv, messag
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tiny_run / "evaluation.csv").exists()
+
+
+def test_word_chunks_do_not_change_the_table(monkeypatch):
+    compiled = compile_formula(parse("a S b"), "a,b,c", "soft-scaled", 40)
+    arguments = dict(model=compiled.model, language=Language(parse("a S b"), compiled.alphabet), lengths=[7, 40],
+                     attentions=["as-trained", "hardened"], construction=compiled,
+                     matches=identity_matches(compiled), words=6, progress=False)
+    whole = evaluate_model(**arguments)
+    monkeypatch.setattr("softhard.analysis.evaluate.CHUNK_TOKENS", 1)  # one word per forward pass
+    pd.testing.assert_frame_equal(evaluate_model(**arguments), whole)
