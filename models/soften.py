@@ -74,18 +74,23 @@ def hard_heads(model: Transformer) -> list[tuple[int, int]]:
             for head, kind in enumerate(kinds) if kind != "softmax"]
 
 
-def words_up_to(vocab: int, length: int, sampled: int, seed: int,
-                exhaustive_words: int = EXHAUSTIVE_WORDS) -> list[np.ndarray]:
-    """Batches of equal-length words: every word up to the longest exhaustive length, then
-    ``sampled`` uniform words at lengths spread geometrically up to ``length`` (the last at it)."""
-    batches, total, n = [], 0, 1
-    while n <= length and total + vocab**n <= exhaustive_words:
-        batches.append(np.array(list(itertools.product(range(vocab), repeat=n)), dtype=np.int64))
-        total, n = total + vocab**n, n + 1
-    if n <= length and sampled:
+def exhaustive_length(vocab: int, length: int, exhaustive_words: int = EXHAUSTIVE_WORDS) -> int:
+    """The longest m <= length such that all words of lengths 1..m number at most ``exhaustive_words``."""
+    m, total = 0, 0
+    while m < length and total + vocab ** (m + 1) <= exhaustive_words:
+        m, total = m + 1, total + vocab ** (m + 1)
+    return m
+
+
+def words_up_to(vocab: int, length: int, sampled: int, seed: int) -> list[np.ndarray]:
+    """Batches of equal-length words: every word up to ``exhaustive_length``, then ``sampled``
+    uniform words at lengths spread geometrically beyond it up to ``length`` (the last at it)."""
+    m = exhaustive_length(vocab, length)
+    batches = [np.array(list(itertools.product(range(vocab), repeat=n)), dtype=np.int64) for n in range(1, m + 1)]
+    if m < length and sampled:
         rng = np.random.default_rng(seed)
-        lengths, counts = np.unique(np.geomspace(n, length, sampled).round().astype(int), return_counts=True)
-        batches += [rng.integers(0, vocab, size=(int(c), int(m))) for m, c in zip(lengths, counts)]
+        lengths, counts = np.unique(np.geomspace(m + 1, length, sampled).round().astype(int), return_counts=True)
+        batches += [rng.integers(0, vocab, size=(int(c), int(n))) for n, c in zip(lengths, counts)]
     return batches
 
 
@@ -150,8 +155,7 @@ def temperature(gap: float, length: int, eps: float) -> float:
 
 def soften_model(model: Transformer, taus: dict) -> Transformer:
     """A copy of ``model`` whose heads (layer, head) in ``taus`` are softmax at fixed temperature taus[...]."""
-    table = lambda name: [list(row) for row in model.config.per_head(name)]  # noqa: E731
-    kinds, modes, tau = table("attention_kind"), table("temperature"), table("tau")
+    kinds, modes, tau = (model.config.per_head(name) for name in ("attention_kind", "temperature", "tau"))
     schedule = float(model.tau_schedule)
     for layer, block in enumerate(model.blocks):
         tau[layer] = [float(t) for t in block.attn.temperatures()]  # learned heads: their current value
@@ -163,7 +167,9 @@ def soften_model(model: Transformer, taus: dict) -> Transformer:
     soft = Transformer(config)
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("attn.tau")}  # the new taus stay
     missing, unexpected = soft.load_state_dict(state, strict=False)
-    assert all(k.endswith("attn.tau") for k in missing) and all(k.endswith("log_tau") for k in unexpected)
+    # only the taus set above, and the learned temperatures of heads now fixed, may differ
+    if not all(k.endswith("attn.tau") for k in missing) or not all(k.endswith("log_tau") for k in unexpected):
+        raise RuntimeError(f"softened model does not take the weights: missing {missing}, unexpected {unexpected}")
     return soft.to(next(model.parameters()).device).eval()
 
 
@@ -194,11 +200,12 @@ def soften(model: Transformer, length: int, eps: float = EPS, words: int = WORDS
             reports[key].tau, reports[key].distance = taus[key], r.distance
         softened = soften_model(model, taus)
         counts = agreement(model, softened, batches)
-    exhaustive = max((len(b[0]) for b in batches if len(b) == model.config.vocab_size ** len(b[0])), default=0)
+    exhaustive = exhaustive_length(model.config.vocab_size, length)
     return {
         "length": length, "eps": eps, "exhaustive_up_to": exhaustive,
-        "sampled_words": sum(len(b) for b in batches if len(b[0]) > exhaustive), "seed": seed,
-        "heads": [{**dataclasses.asdict(r), "advice": r.advice} for r in reports.values()],
+        "sampled_words": sum(len(b) for b in batches if b.shape[1] > exhaustive), "seed": seed,
+        "heads": [{**dataclasses.asdict(r), "gap": r.gap if math.isfinite(r.gap) else None, "advice": r.advice}
+                  for r in reports.values()],  # gap None: the head never had a competitor
         "words": counts[0], "agreeing_words": counts[1], "disagreeing_word": counts[2],
         "model": softened,
     }
@@ -212,7 +219,8 @@ def table(result: dict) -> str:
         shown = "" if word is None else "".join(map(str, word)) if len(word) <= 24 else f"{len(word)} symbols"
         tau = "" if h["tau"] is None else f"{h['tau']:.4g}"
         distance = "" if h["distance"] is None else f"{h['distance']:.2g}"
-        lines.append(f"| {h['head']} | {h['kind']} | {h['gap']:.6g} | {shown} | {query} | {tau} | {distance} | "
+        gap = "none" if h["gap"] is None else f"{h['gap']:.6g}"
+        lines.append(f"| {h['head']} | {h['kind']} | {gap} | {shown} | {query} | {tau} | {distance} | "
                      f"{h['violation'] or ''} |")
     return "\n".join(lines)
 
