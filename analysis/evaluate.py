@@ -42,6 +42,7 @@ from softhard.data.language import Language
 from softhard.models.blocked import blocked_forward
 from softhard.models.compiler import CompiledModel
 from softhard.models.compiler.blocked import head_targets
+from softhard.models.masks import MASK_BOUNDS
 from softhard.models.transformer import KINDS, Transformer
 
 ATTENTIONS = ("as-trained", "hardened", "gap-rule")
@@ -105,8 +106,11 @@ def hardened_kinds(model: Transformer, matched: dict, explicit: dict) -> list[li
     return kinds
 
 
-def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps: float, taus: dict):
-    """The ``layer_scales`` of blocked_forward for the gap rule; records each head's tau(n) in ``taus``."""
+def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps: float, taus: dict,
+                    gaps: dict | None = None):
+    """The ``layer_scales`` of blocked_forward for the gap rule; records each matched head's tau(n)
+    in ``taus`` (NaN: it keeps its own temperature) and its target-set gap in ``gaps``."""
+    gaps = {} if gaps is None else gaps
     n = ids.shape[1]
 
     def scales(layer: int, scan) -> torch.Tensor:
@@ -121,12 +125,16 @@ def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps:
                 if targets is None:
                     targets = head_targets(info, ids, alphabet, scores.device)
                 blk, keys = allowed.shape[0], allowed.shape[1] - 1
-                sets = targets.block(allowed[:, 1:], i0, i0 + blk, k0, k0 + keys)
+                i = torch.arange(i0, i0 + blk, device=scores.device)[:, None]
+                j = torch.arange(k0, k0 + keys, device=scores.device)[None, :]
+                lo, hi = MASK_BOUNDS[info.mask]  # the construction head's band, inside the learned head's
+                band = allowed[:, 1:] & (j >= i - hi) & (j <= i - lo)
+                sets = targets.block(band, i0, i0 + blk, k0, k0 + keys)
                 gap, _ = target_set_gap(scores, sets, allowed.expand_as(sets))
                 smallest[0] = min(smallest[0], float(torch.where(gap.isnan(), math.inf, gap).min()))
 
             scan(h, measure)
-            g = smallest[0]
+            g = gaps[head_name(l, h)] = smallest[0]
             taus[head_name(l, h)] = g / math.log((n + 1) / eps) if 0 < g < math.inf else math.nan
             out[h] = 1.0 / taus[head_name(l, h)]  # NaN: the head keeps its own temperature
         return out

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from softhard.analysis.evaluate import COLUMNS, evaluate_model, main, parse_kinds
+from softhard.analysis.evaluate import COLUMNS, evaluate_model, gap_rule_scales, main, parse_kinds
 from softhard.analysis.runs import RunFolder
 from softhard.analysis.temperature import target_set_gap
 from softhard.data.language import Language
@@ -140,3 +140,27 @@ def test_word_chunks_do_not_change_the_table(monkeypatch):
     whole = evaluate_model(**arguments)
     monkeypatch.setattr("softhard.analysis.evaluate.CHUNK_TOKENS", 1)  # one word per forward pass
     pd.testing.assert_frame_equal(evaluate_model(**arguments), whole)
+
+
+def test_gap_rule_measures_the_target_set_gap_of_the_matched_construction_head():
+    """Learned heads without a mask, matched to strict-past construction heads: the blocked
+    measurement equals target_set_gap on the explicit scores and n-by-n target sets."""
+    torch.manual_seed(3)
+    model = Transformer(TransformerConfig(vocab_size=3, n_layers=1, n_heads=2, d_model=16, d_ff=32))
+    model.eval()
+    construction = compile_formula(parse("O a & (a S b)"), "a,b,c", "hard")
+    heads = {h.operator: h for h in construction.heads}
+    matched = {(0, 0): heads["O"], (0, 1): heads["S"]}  # rules any and last
+    ids = Language(parse("a S b"), construction.alphabet).sample_both(9, 3, 0)
+    taus, gaps = {}, {}
+    scales = gap_rule_scales(matched, ids, construction.alphabet, 2, 1e-3, taus, gaps)
+    blocked_forward(model, torch.as_tensor(ids), layer_scales=scales, block=4)
+
+    logits = model(torch.as_tensor(ids), return_attention=True).scores[0]  # tau 1: raw scores, -inf masked
+    for (layer, head), info in matched.items():
+        targets = torch.as_tensor(info.hard_targets(ids, construction.alphabet))
+        gap, _ = target_set_gap(logits[:, head], targets, logits[:, head].isfinite())
+        expected = float(gap[~gap.isnan()].min())
+        assert gaps[f"L0H{head}"] == pytest.approx(expected, abs=1e-5)  # fp32 scores of order 1
+        tau = taus[f"L0H{head}"]
+        assert tau == pytest.approx(expected / math.log(10 / 1e-3)) if expected > 0 else math.isnan(tau)
