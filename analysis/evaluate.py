@@ -42,8 +42,9 @@ from softhard.data.language import Language
 from softhard.models.blocked import blocked_forward
 from softhard.models.compiler import CompiledModel
 from softhard.models.compiler.blocked import head_targets
+from softhard.models.heads import head_name, parse_kinds, with_kinds
 from softhard.models.masks import MASK_BOUNDS
-from softhard.models.transformer import KINDS, Transformer
+from softhard.models.transformer import Transformer
 
 ATTENTIONS = ("as-trained", "hardened", "gap-rule")
 HARD_KIND = {"last": "rightmost", "first": "leftmost"}  # every other target rule is set-valued: average
@@ -54,25 +55,9 @@ FILE = "evaluation.csv"
 COLUMNS = ["attention", "length", "words", "string_accuracy", "position_accuracy", "softmax_heads", "kinds"]
 
 
-def head_name(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
-
-
 def hard_kind(target_rule: str) -> str:
     """The hard attention kind that simulates a construction head with this target rule."""
     return HARD_KIND.get(target_rule, "average")
-
-
-def parse_kinds(text: str) -> dict[tuple[int, int], str]:
-    """``L0H0=rightmost,L1H2=average`` -> {(0, 0): "rightmost", (1, 2): "average"}; ValueError names a bad item."""
-    kinds = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, kind = item.partition("=")
-        layer, _, head = name.upper().removeprefix("L").partition("H")
-        if not (layer.isdigit() and head.isdigit()) or kind not in KINDS:
-            raise ValueError(f"--kinds: {item!r} is not L<layer>H<head>=<kind> with kind one of {', '.join(KINDS)}")
-        kinds[int(layer), int(head)] = kind
-    return kinds
 
 
 def parse_lengths(text: str, name: str = "--lengths") -> list[int]:
@@ -98,12 +83,7 @@ def hardened_kinds(model: Transformer, matched: dict, explicit: dict) -> list[li
     kinds = model.attention_kinds
     for (layer, head), info in matched.items():
         kinds[layer][head] = hard_kind(info.target_rule)
-    for (layer, head), kind in explicit.items():
-        if not (layer < len(kinds) and head < len(kinds[layer])):
-            raise ValueError(f"--kinds: the model has no head {head_name(layer, head)} "
-                             f"({len(kinds)} layers of {len(kinds[0])} heads)")
-        kinds[layer][head] = kind
-    return kinds
+    return with_kinds(kinds, explicit)
 
 
 def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps: float, taus: dict,

@@ -34,6 +34,7 @@ def load_checkpoint(file: str | Path, device: str = "cpu") -> Transformer:
 def save_checkpoint(model: Transformer, file: str | Path) -> Path:
     """Write ``model`` as a run-format checkpoint that load_checkpoint reads back."""
     fields = dataclasses.asdict(model.config)  # the schedule, a dataclass too, becomes its fields
+    fields["attention_kind"] = model.attention_kinds  # as set now (set_attention_kind leaves the config)
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
     state = {PREFIX + key: value for key, value in model.state_dict().items()}

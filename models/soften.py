@@ -37,6 +37,7 @@ import torch
 
 from softhard.models.blocked import blocked_forward
 from softhard.models.checkpoint import load_checkpoint, save_checkpoint
+from softhard.models.heads import head_name, parse_kinds, with_kinds
 from softhard.models.transformer import Transformer
 
 EPS = 1e-3  # the attention error per head the temperatures allow
@@ -140,7 +141,7 @@ def _values_differ(tied: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 def measure(model: Transformer, batches: list[np.ndarray], taus: dict | None = None) -> dict:
     """{(layer, head): HeadReport} of the hard heads over the words (module docstring, steps 1-3)."""
-    reports = {(l, h): HeadReport(f"L{l}H{h}", model.attention_kinds[l][h]) for l, h in hard_heads(model)}
+    reports = {(l, h): HeadReport(head_name(l, h), model.attention_kinds[l][h]) for l, h in hard_heads(model)}
     device = next(model.parameters()).device
     for ids in batches:
         ids = torch.as_tensor(ids, device=device)
@@ -155,10 +156,10 @@ def temperature(gap: float, length: int, eps: float) -> float:
 
 def soften_model(model: Transformer, taus: dict) -> Transformer:
     """A copy of ``model`` whose heads (layer, head) in ``taus`` are softmax at fixed temperature taus[...]."""
-    kinds, modes, tau = (model.config.per_head(name) for name in ("attention_kind", "temperature", "tau"))
+    kinds, modes = model.attention_kinds, model.config.per_head("temperature")  # the kinds as set now
     schedule = float(model.tau_schedule)
+    tau = [[float(t) for t in block.attn.temperatures()] for block in model.blocks]  # learned: their value now
     for layer, block in enumerate(model.blocks):
-        tau[layer] = [float(t) for t in block.attn.temperatures()]  # learned heads: their current value
         for head in range(block.attn.n_heads):
             if (layer, head) in taus:
                 kinds[layer][head], modes[layer][head] = "softmax", "fixed"
@@ -241,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="MODEL", help="a run folder, a saved construction, or a checkpoint file; "
                                                       "its hard heads (rightmost, leftmost, average) are softened")
     parser.add_argument("--length", type=int, required=True, help="N, the longest word length to simulate")
+    parser.add_argument("--kinds", default="", help="hard kinds to set first, L0H0=rightmost,L1H2=average "
+                                                    "(a trained softmax model in hard mode)")
     parser.add_argument("--eps", type=float, default=EPS, help="attention error per head (default %(default)s)")
     parser.add_argument("--words", type=int, default=WORDS, help="sampled words up to N (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled words (default %(default)s)")
@@ -262,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out: {out} is a file")
         model = load_model(path, args.device)
+        model.set_attention_kind(with_kinds(model.attention_kinds, parse_kinds(args.kinds)))
         if not hard_heads(model):
-            raise ValueError(f"MODEL: {path} has no hard head to soften (every head is softmax)")
+            raise ValueError(f"MODEL: {path} has no hard head to soften (every head is softmax; give --kinds)")
     except ValueError as error:
         print(f"softhard soften: {error}", file=sys.stderr)
         return 2

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from softhard.analysis.evaluate import COLUMNS, evaluate_model, gap_rule_scales, main, parse_kinds
+from softhard.analysis.evaluate import COLUMNS, evaluate_model, gap_rule_scales, main
 from softhard.analysis.runs import RunFolder
 from softhard.analysis.temperature import target_set_gap
 from softhard.data.language import Language
 from softhard.data.ltl import parse
 from softhard.models.blocked import blocked_forward
 from softhard.models.compiler import compile_formula
+from softhard.models.heads import parse_kinds
 from softhard.models.transformer import Transformer, TransformerConfig
 from tests.conftest import train_tiny_run
 

@@ -105,6 +105,16 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     assert not (tmp_path / "softened-N0").exists() and not (tmp_path / "softened-N9").exists()
 
 
+def test_kinds_put_a_softmax_model_in_hard_mode(tmp_path, capsys):
+    model = near_tie_model()
+    model.set_attention_kind("softmax")
+    checkpoint = save_checkpoint(model, tmp_path / "soft.ckpt")
+    assert main([str(checkpoint), "--length", "9"]) == 2
+    assert "every head is softmax; give --kinds" in capsys.readouterr().err
+    assert main([str(checkpoint), "--length", "50", "--words", "2", "--kinds", "L0H0=average"]) == 1
+    assert "L0H0 (average) violates the uniform-tieless property: near-tie" in capsys.readouterr().out
+
+
 def test_a_missing_model_is_named(tmp_path, capsys):
     assert main([str(tmp_path / "nothing"), "--length", "9"]) == 2
     assert "nothing is neither a run folder" in capsys.readouterr().err
