@@ -165,3 +165,16 @@ def test_gap_rule_measures_the_target_set_gap_of_the_matched_construction_head()
         assert gaps[f"L0H{head}"] == pytest.approx(expected, abs=1e-5)  # fp32 scores of order 1
         tau = taus[f"L0H{head}"]
         assert tau == pytest.approx(expected / math.log(10 / 1e-3)) if expected > 0 else math.isnan(tau)
+
+
+def test_matching_gives_every_learned_head_a_hard_kind(tiny_run):
+    from softhard.analysis.attention import match_heads, pick_best
+
+    assert main([str(tiny_run), "--factor", "2", "--words", "4"]) == 0  # train length 5: n = 10
+    table = pd.read_csv(tiny_run / "evaluation.csv", keep_default_na=False)
+    assert table[["attention", "length"]].values.tolist() == [["as-trained", 10], ["hardened", 10], ["gap-rule", 10]]
+    best = pick_best(match_heads(RunFolder(tiny_run)))
+    rules = {"last": "rightmost", "first": "leftmost"}
+    expected = " ".join(f"L{r.layer}H{r.head}={rules.get(r.target_rule, 'average')}" for r in best.itertuples())
+    hardened = table[table.attention == "hardened"].iloc[0]
+    assert hardened["kinds"] == expected and hardened["softmax_heads"] == ""
