@@ -325,8 +325,8 @@ def target_set_gap(scores: torch.Tensor, targets: torch.Tensor,
     scores: (..., n, n+1) raw scores (q.k before the temperature; column 0 the sink); targets: bool,
     the hard target set; visible: bool, the keys the query's mask lets it see. gap = the smallest
     score on a target minus the largest on a visible non-target (the margin the gap lemma needs);
-    spread = the largest minus the smallest score on the targets (0 for an exact tie). NaN where
-    the query has no target or no competitor (no visible non-target).
+    spread = the largest minus the smallest score on the targets (0 for an exact tie). Both NaN
+    where the query has no target or no competitor (no visible non-target).
 
     Provisional (issue 16): issue 15's version replaces it at merge.
     """
@@ -338,5 +338,5 @@ def target_set_gap(scores: torch.Tensor, targets: torch.Tensor,
     top_other = scores.masked_fill(~off, -math.inf).amax(-1)
     undefined = ~on.any(-1) | ~off.any(-1)
     gap = (low_target - top_other).masked_fill(undefined, math.nan)
-    spread = (top_target - low_target).masked_fill(~on.any(-1), math.nan)
+    spread = (top_target - low_target).masked_fill(undefined, math.nan)
     return gap, spread

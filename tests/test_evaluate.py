@@ -51,10 +51,9 @@ def test_target_set_gap_against_a_loop():
         off = [float(s) for s, t, v in zip(scores[b, i], targets[b, i], visible[b, i]) if v and not t]
         assert gap.dtype == spread.dtype == torch.float64
         if on and off:
-            assert gap[b, i] == min(on) - max(off)
+            assert gap[b, i] == min(on) - max(off) and spread[b, i] == max(on) - min(on)
         else:
-            assert math.isnan(gap[b, i])
-        assert spread[b, i] == max(on) - min(on) if on else math.isnan(spread[b, i])
+            assert math.isnan(gap[b, i]) and math.isnan(spread[b, i])
 
 
 def test_parse_kinds_names_a_bad_item():
