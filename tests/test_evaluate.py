@@ -45,6 +45,8 @@ def test_target_set_gap_against_a_loop():
     scores = torch.randint(-3, 4, (2, 5, 6), generator=generator).float()  # integer scores: ties happen
     targets = torch.rand(2, 5, 6, generator=generator) < 0.4
     visible = torch.rand(2, 5, 6, generator=generator) < 0.8
+    targets[0, 0, :2], visible[0, 0] = True, targets[0, 0]  # targets but no competitor
+    targets[1, 1] = False  # no target
     gap, spread = target_set_gap(scores, targets, visible)
     for b, i in itertools.product(range(2), range(5)):
         on = [float(s) for s, t, v in zip(scores[b, i], targets[b, i], visible[b, i]) if t and v]
