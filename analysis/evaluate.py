@@ -254,9 +254,11 @@ def _arguments(parser: argparse.ArgumentParser, argv) -> dict:
         run.check()
         lengths = sorted({f * train_length(run) for f in parse_lengths(args.factor, "--factor")})
     try:
-        torch.device(args.device)
+        device = torch.device(args.device)
     except RuntimeError:
         raise ValueError(f"--device: {args.device!r} is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {args.device!r}, but torch sees no CUDA device")
     return dict(run=run, lengths=lengths, attentions=attentions, kinds=parse_kinds(args.kinds), eps=args.eps,
                 words=args.words, seed=args.seed, device=args.device)
 

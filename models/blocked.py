@@ -40,7 +40,7 @@ Scan = Callable[[int, Callable], None]
 
 def default_block(B: int, n: int, device: torch.device) -> int:
     """Queries per block so that a block holds about BLOCK_ELEMENTS logits."""
-    return max(1, min(n, BLOCK_ELEMENTS[device.type] // (B * (n + 1))))
+    return max(1, min(n, BLOCK_ELEMENTS.get(device.type, BLOCK_ELEMENTS["cpu"]) // (B * (n + 1))))
 
 
 def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: int, targets=None,

@@ -125,6 +125,7 @@ def test_evaluate_writes_the_table_and_hardened_really_switches(tiny_run):
     (["--kinds", "L7H0=rightmost"], "no head L7H0"),
     (["--lengths", "0,12"], "--lengths: '0'"),
     (["--eps", "2"], "--eps: 2.0"),
+    (["--device", "tpu9"], "--device: 'tpu9'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny_run, capsys, argv, message):
     (tiny_run / "evaluation.csv").unlink(missing_ok=True)
