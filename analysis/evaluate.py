@@ -39,7 +39,7 @@ from softhard.analysis.attention import construction_for, match_heads, pick_best
 from softhard.analysis.runs import RunFolder, RunSkipped
 from softhard.analysis.temperature import EPS, target_set_gap
 from softhard.data.language import Language
-from softhard.models.blocked import blocked_forward
+from softhard.models.blocked import blocked_forward, parse_device
 from softhard.models.compiler import CompiledModel
 from softhard.models.compiler.blocked import head_targets
 from softhard.models.heads import head_name, parse_kinds, with_kinds
@@ -253,12 +253,7 @@ def _arguments(parser: argparse.ArgumentParser, argv) -> dict:
     elif args.factor:
         run.check()
         lengths = sorted({f * train_length(run) for f in parse_lengths(args.factor, "--factor")})
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ValueError(f"--device: {args.device!r} is not a torch device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device: {args.device!r}, but torch sees no CUDA device")
+    parse_device(args.device)
     return dict(run=run, lengths=lengths, attentions=attentions, kinds=parse_kinds(args.kinds), eps=args.eps,
                 words=args.words, seed=args.seed, device=args.device)
 

@@ -38,6 +38,17 @@ Observer = Callable[..., None]
 Scan = Callable[[int, Callable], None]
 
 
+def parse_device(text: str, option: str = "--device") -> torch.device:
+    """A device to run on, from its name; ValueError naming it when torch cannot use it."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"{option}: {text!r} is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{option}: {text!r}, but torch sees no CUDA device")
+    return device
+
+
 def default_block(B: int, n: int, device: torch.device) -> int:
     """Queries per block so that a block holds about BLOCK_ELEMENTS logits."""
     return max(1, min(n, BLOCK_ELEMENTS.get(device.type, BLOCK_ELEMENTS["cpu"]) // (B * (n + 1))))

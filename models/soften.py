@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from softhard.models.blocked import blocked_forward
+from softhard.models.blocked import blocked_forward, parse_device
 from softhard.models.checkpoint import load_checkpoint, save_checkpoint
 from softhard.models.heads import head_name, parse_kinds, with_kinds
 from softhard.models.transformer import Transformer
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else (path if path.is_dir() else path.parent) / f"softened-N{args.length}"
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out: {out} is a file")
-        model = load_model(path, args.device)
+        model = load_model(path, str(parse_device(args.device)))
         model.set_attention_kind(with_kinds(model.attention_kinds, parse_kinds(args.kinds)))
         if not hard_heads(model):
             raise ValueError(f"MODEL: {path} has no hard head to soften (every head is softmax; give --kinds)")

@@ -96,6 +96,7 @@ def test_cli_writes_a_softened_checkpoint_that_loads(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--length", "0"], "--length: 0"),
     (["--length", "9", "--eps", "1.5"], "--eps: 1.5"),
+    (["--length", "9", "--device", "tpu9"], "--device: 'tpu9'"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     checkpoint = save_checkpoint(near_tie_model(), tmp_path / "hard.ckpt")
