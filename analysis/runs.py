@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from softhard.data.alphabet import Alphabet
 from softhard.data.ltl import parse
 from softhard.data.ltl.syntax import Formula
-from softhard.models import Transformer, TransformerConfig
-from softhard.models.temperature import TemperatureSchedule
+from softhard.models import Transformer
+from softhard.models.checkpoint import load_checkpoint
 from softhard.train.run_folder import LENGTH_TABLE
 
 RUN_INFO = "run_info.json"
@@ -226,16 +226,7 @@ class RunFolder:
         file = self.path / CHECKPOINT
         if not file.is_file():
             raise RunSkipped(f"{self.path}: no checkpoint {CHECKPOINT}")
-        # The run's own checkpoint also holds random states, which the weights-only loader refuses.
-        checkpoint = torch.load(file, map_location=device, weights_only=False)
-        fields = dict(checkpoint["hyper_parameters"]["transformer"])
-        if fields.get("schedule") is not None:
-            fields["schedule"] = TemperatureSchedule(**fields["schedule"])
-        model = Transformer(TransformerConfig(**fields))
-        prefix = "model."
-        state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
-        model.load_state_dict(state)  # with the schedule's multiplier of the last step, as evaluated at the end
-        return model.to(device).eval()
+        return load_checkpoint(file, device)  # with the schedule's multiplier of the last step, as evaluated at the end
 
 
 @dataclass

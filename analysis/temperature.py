@@ -446,3 +446,4 @@ def extrapolation_markdown(extrapolation: pd.DataFrame) -> str:
     table = extrapolation.pivot_table(index=index, columns="factor", values="hard", aggfunc="first")
     table.columns = [f"hard at {factor:g}x" for factor in table.columns]
     return name_runs(table.reset_index(), extrapolation).to_markdown(index=False, floatfmt=".3g")
+

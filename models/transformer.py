@@ -447,6 +447,24 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def context(self, T: int, lengths: Optional[torch.Tensor], device, alibi_matrix: bool = True) -> _Context:
+        """What every layer needs to know about a batch of width T (lengths: long (B,) or None).
+
+        alibi_matrix=False leaves out the (1, H, T, T+1) ALiBi bias (models.blocked builds it per block)."""
+        key_valid = None if lengths is None else torch.arange(T, device=device)[None, :] < lengths[:, None]  # (B, T)
+        rope = None
+        if self.rope:  # a row for the sink first: cos 1, sin 0 leave its key unrotated
+            cos, sin = rope_angles(T, self.config.head_dim, self.config.rope_base, device)  # (T, d_head/2) each
+            rope = (F.pad(cos, (0, 0, 1, 0), value=1.0), F.pad(sin, (0, 0, 1, 0)))  # (T+1, d_head/2) each
+        return _Context(
+            lengths=lengths,
+            key_valid=key_valid,
+            rope=rope,
+            alibi=alibi_bias(T, self.alibi_slopes)[None] if self.alibi and alibi_matrix else None,  # (1, H, T, T+1)
+            tau_schedule=self.tau_schedule,
+            host_schedule=self.host_schedule.read(self.tau_schedule),
+        )
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -461,22 +479,9 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         device = input_ids.device
-        key_valid = None
         if lengths is not None:
             lengths = lengths.to(device=device, dtype=torch.long)
-            key_valid = torch.arange(T, device=device)[None, :] < lengths[:, None]  # (B, T)
-        rope = None
-        if self.rope:  # a row for the sink first: cos 1, sin 0 leave its key unrotated
-            cos, sin = rope_angles(T, self.config.head_dim, self.config.rope_base, device)  # (T, d_head/2) each
-            rope = (F.pad(cos, (0, 0, 1, 0), value=1.0), F.pad(sin, (0, 0, 1, 0)))  # (T+1, d_head/2) each
-        ctx = _Context(
-            lengths=lengths,
-            key_valid=key_valid,
-            rope=rope,
-            alibi=alibi_bias(T, self.alibi_slopes)[None] if self.alibi else None,  # (1, H, T, T+1)
-            tau_schedule=self.tau_schedule,
-            host_schedule=self.host_schedule.read(self.tau_schedule),
-        )
+        ctx = self.context(T, lengths, device)
 
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb(B, T, lengths, device))  # (B, T, d_model)
         hidden_states, attention, scores = [x], [], []

@@ -17,6 +17,10 @@ SUBCOMMANDS = {
     "grid": ("softhard.train.grid", "run a grid of training runs in parallel on one machine (resumable)"),
     "report": ("softhard.analysis.report", "markdown/HTML report of runs: length generalization, attention vs constructions, "
                "temperature, probes"),
+    "evaluate": ("softhard.analysis.evaluate", "a run's checkpoint as trained, hardened and by the gap rule at long lengths: "
+                 "evaluation.csv"),
+    "soften": ("softhard.models.soften", "hard-attention model -> softmax with per-head temperatures for length N, "
+               "verified by evaluation"),
     "quickstart": ("softhard.quickstart", "data, training and a report of four runs in a few CPU minutes"),
 }
 

@@ -34,7 +34,6 @@ features are computed in fp32 (float64 for float64) and then rounded to ``dtype`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,15 +41,12 @@ import torch
 import torch.nn.functional as F
 
 from softhard.data.ltl.evaluate import label_positions
+from softhard.models.blocked import BLOCK_ELEMENTS, attend_blocks
 from softhard.models.compiler.compiled import CompiledModel, HeadInfo
 from softhard.models.masks import MASK_BOUNDS
 from softhard.models.positional import theory_features
-from softhard.models.transformer import hard_attention
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-# default block: at most this many logits (B * block * (n + 1)) per head and block, ~10 bytes each in flight;
-# on CPU small enough (16 MiB of fp32) that glibc reuses the blocks rather than mapping fresh pages each time
-BLOCK_ELEMENTS = {"cpu": 2**22, "cuda": 2**27}
 
 
 @dataclass
@@ -107,34 +103,6 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, module.weight.to(x), bias)
 
 
-def _head(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: int, targets: Targets | None):
-    """One head over query blocks: q, k, v (B, n, dh) -> y (B, n, dh), largest off-target mass (0 without targets)."""
-    B, n, dh = q.shape
-    lo, hi = MASK_BOUNDS[mask]
-    y = torch.empty_like(q)
-    worst = torch.zeros((), dtype=q.dtype, device=q.device)
-    for i0 in range(0, n, block):
-        i1 = min(n, i0 + block)
-        k0 = max(0, i0 - hi)  # the keys some query of the block sees: lo <= i - j <= hi
-        k1 = max(k0, min(n, i1 - lo))
-        keys = torch.cat([sink_k.expand(B, 1, dh), k[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
-        values = torch.cat([sink_v.expand(B, 1, dh), v[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
-        i = torch.arange(i0, i1, device=q.device)[:, None]
-        j = torch.arange(k0, k1, device=q.device)[None, :]
-        band = (j >= i - hi) & (j <= i - lo)  # (blk, K): lo <= i - j <= hi
-        allowed = torch.cat([band.new_ones(i1 - i0, 1), band], dim=1)  # (blk, 1 + K), the sink always visible
-        if kind == "softmax":
-            logits = (q[:, i0:i1] * (scale / math.sqrt(dh))) @ keys.transpose(1, 2)  # (B, blk, 1 + K)
-            att = F.softmax(logits.masked_fill_(~allowed, float("-inf")), dim=-1)
-        else:  # hard kinds compare the unscaled scores
-            att = hard_attention((q[:, i0:i1] @ keys.transpose(1, 2)) * (1.0 / math.sqrt(dh)), allowed, kind)
-        y[:, i0:i1] = att @ values
-        if targets is not None:
-            outside = att.masked_fill_(targets.block(band, i0, i1, k0, k1), 0.0).sum(-1)  # (B, blk)
-            worst = torch.maximum(worst, outside.max())
-    return y, float(worst)
-
-
 @torch.no_grad()
 def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu", tau_factor: float = 1.0,
              offtarget: bool = False, block: int | None = None) -> Evaluation:
@@ -185,8 +153,8 @@ def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu",
             h, part = info.head, slice(info.head * dh, (info.head + 1) * dh)
             targets = head_targets(info, ids, compiled.alphabet, device) if offtarget else None
             sink_k, sink_v = attn.sink_k[h].to(device, adt), attn.sink_v[h].to(device, adt)
-            y[:, :, h], masses[index] = _head(q[..., part], k[..., part], v[..., part], sink_k, sink_v, attn.kinds[h],
-                                              scale[h], attn.masks[h], block, targets)
+            y[:, :, h], masses[index] = attend_blocks(q[..., part], k[..., part], v[..., part], sink_k, sink_v,
+                                                      attn.kinds[h], scale[h], attn.masks[h], block, targets)
         x = x + _linear(attn.c_proj, y.to(dt).view(B, n, H * dh))
         x = x + _linear(layer_block.mlp.c_proj, F.relu(_linear(layer_block.mlp.c_fc, x)))
     logits = _linear(model.position_head, x).squeeze(-1)  # (B, n)
