@@ -1,17 +1,20 @@
 """Score gaps and temperatures: is a learned head's softmax hard enough, now and at longer lengths?
 
 The gap lemma (Yang et al. 2024): if a query's *target set* M beats every other visible key by a
-*logit* gap G, softmax puts weight at most n exp(-G) off M, n the visible keys; when every key of
-M carries the same value (a set-valued head, or a tie-breaking head with one target) the output
-is then within that of hard attention. A head's logits are raw scores divided by its *effective
+*logit* gap G, softmax puts weight at most m exp(-G) off M, m the visible keys off M (its
+*competitors*, the sink included; the lemma states it with m <= n, the visible keys); when every
+key of M carries the same value (a set-valued head, or a tie-breaking head with one target) the
+output is then within that of hard attention. Counting the competitors matters for heads whose
+target set grows with the word: a count head averages every word key, so its only competitor is
+the sink at every length and a fixed temperature keeps it hard (ln(n / eps) would not). A head's logits are raw scores divided by its *effective
 temperature* (models/temperature.py, as SelfAttention.logit_scale computes it)
 
     tau_eff(n) = tau_h * tau_schedule / factor(n),    factor = 1, log n, n or n log n,
 
 so a raw score gap g gives G = g / tau_eff, and the weight off M stays below eps when
-G >= ln(n / eps), i.e. when tau_eff <= g / ln(n / eps) = the *required temperature*.
+G >= ln(m / eps), i.e. when tau_eff <= g / ln(m / eps) = the *required temperature*.
 Throughout, n is the number of keys the query sees under its head's mask, the sink included
-(models.masks.visible_key_count): the n of the softmax.
+(models.masks.visible_key_count): the n of the length factor; m <= n - 1 of them compete.
 
 Which set M? A learned head with a construction counterpart (its best construction head,
 analysis.attention.best_matches, holding at least COUNTERPART_MASS of its attention) is judged
@@ -27,7 +30,7 @@ every visible key in M) have no gap: they are left out of every statistic and co
 Per query this module measures, from a head's logits (the saved ``scores`` of a run, or a model
 run on given words): the logit gap G of M over the rest, the raw gap g = G * tau_eff, the
 spread of M, the L1 distance of the attention row to that row renormalised onto M (2 x the
-weight off M; average-hard attention on M when M ties), and the lemma's bound 2 n exp(-G).
+weight off M; average-hard attention on M when M ties), and the lemma's bound 2 m exp(-G).
 ``temperature_table`` aggregates them per (layer, head, word length); ``extrapolate_table`` asks
 whether each head stays hard at 10x and 100x the train length; ``plot_temperature`` draws both.
 """
@@ -70,17 +73,18 @@ TEMPERATURE_COLUMNS = (
     "words",  # words of this length
     "queries",  # queries with a gap
     "no_competitor",  # queries left out: only the sink visible, or every visible key in the set
-    "n_keys",  # the most visible keys (incl. the sink) of those queries: the n of the theory
+    "n_keys",  # the most visible keys (incl. the sink) of those queries: the n of the length factor
+    "competitors",  # the most visible keys off the set (incl. the sink) of those queries: the m of the lemma
     "logit_gap_min", "logit_gap_median",  # G: the set's lowest logit minus the best other visible logit
     "gap_min", "gap_median",  # g = G * tau_eff: the same gap in raw score units
     "spread_max",  # the largest raw score spread inside the set (0 when the set ties)
     "tau_eff",  # effective temperature at n_keys (the smallest over the queries: factors grow with n)
-    "tau_required",  # gap_min / ln(n_keys / eps): the theory's temperature for attention error eps
-    "hard",  # every query has G >= ln(n_q / eps) (hard_fraction 1): the theory guarantees error <= eps at this
+    "tau_required",  # gap_min / ln(competitors / eps): the theory's temperature for attention error eps
+    "hard",  # every query has G >= ln(m_q / eps) (hard_fraction 1): the theory guarantees error <= eps at this
     #         length; with a mask and a length factor the binding query may be a short one, not the one at n_keys
-    "hard_fraction",  # fraction of queries with G >= ln(n_q / eps) (each query at its own n and gap)
+    "hard_fraction",  # fraction of queries with G >= ln(m_q / eps) (each query at its own competitors and gap)
     "distance_mean", "distance_max",  # L1 distance of the attention row to itself renormalised onto the set
-    "bound_mean", "bound_max",  # the gap lemma's bound 2 n exp(-G) on that distance
+    "bound_mean", "bound_max",  # the gap lemma's bound 2 m exp(-G) on that distance
 )
 
 # One row per (head, factor) of extrapolate_table:
@@ -91,10 +95,11 @@ EXTRAPOLATION_COLUMNS = (
     "factor",  # multiple of the train length
     "length",  # factor * train length
     "n_keys",  # the most visible keys (incl. the sink) of a word of that length
+    "competitors",  # the competitors assumed there: as measured if they did not grow with the length, else n_keys
     "sink_only",  # queries of that word that see only the sink: no competitor, left out
     "tau_eff",  # effective temperature there (exact for the head's temperature mode)
-    "tau_required",  # gap / ln(n_keys / eps)
-    "hard",  # every query q of a word of that length that sees a key has tau_eff(q) <= gap / ln(n_q / eps)
+    "tau_required",  # gap / ln(competitors / eps)
+    "hard",  # every query q of a word of that length that sees a key has tau_eff(q) <= gap / ln(m_q / eps)
 )
 
 
@@ -153,18 +158,20 @@ def top_keys(scores: torch.Tensor) -> torch.Tensor:
 
 
 def query_gaps(scores: torch.Tensor, attention: torch.Tensor,
-               targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(G, spread, distance), each (B, H, T): the logit gap of the set M over the rest and the
-    spread inside M (target_set_gap; NaN without a competitor), and the L1 distance of each
-    attention row to the row renormalised onto M (2 x the weight off M).
+               targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(G, spread, distance, competitors), each (B, H, T): the logit gap of the set M over the rest
+    and the spread inside M (target_set_gap; NaN without a competitor), the L1 distance of each
+    attention row to the row renormalised onto M (2 x the weight off M), and the number of
+    visible keys off M.
 
     scores: (B, H, T, T+1) logits, -inf where masked; attention: their weights; targets: bool
     like scores, M per query (default: the top keys, top_keys).
     """
     M = top_keys(scores) if targets is None else targets
-    G, spread = target_set_gap(scores, M, torch.isfinite(scores))
+    visible = torch.isfinite(scores)
+    G, spread = target_set_gap(scores, M, visible)
     # summed off M, not 1 - the weight on M: small weights keep their precision, 1 - w would not
-    return G, spread, 2 * (attention.double() * ~M).sum(-1)
+    return G, spread, 2 * (attention.double() * ~M).sum(-1), (visible & ~M).sum(-1).double()
 
 
 def _query_frame(layer: int, heads: pd.DataFrame, scores: torch.Tensor, attention: torch.Tensor,
@@ -179,16 +186,17 @@ def _query_frame(layer: int, heads: pd.DataFrame, scores: torch.Tensor, attentio
     judged = torch.tensor((heads.gap_used == TARGET_SET).to_numpy())
     if bool(judged.any()):
         sets = torch.where(judged.view(1, H, 1, 1), targets, sets)
-    G, spread, distance = query_gaps(scores, attention, sets)
+    G, spread, distance, m = query_gaps(scores, attention, sets)
     n = n.double().expand(B, H, T)
     tau_eff = tau_eff.expand(B, H, T)
     b, h, _ = torch.meshgrid(torch.arange(B), torch.arange(H), torch.arange(T), indexing="ij")
-    hard = (G >= torch.log(n / eps)).double().masked_fill(torch.isnan(G), math.nan)
+    hard = (G >= torch.log(m / eps)).double().masked_fill(torch.isnan(G), math.nan)
     return pd.DataFrame({
         "layer": layer, "head": h.flatten().numpy(), "length": T, "word": first_word + b.flatten().numpy(),
-        "n": n.flatten().numpy(), "logit_gap": G.flatten().numpy(), "gap": (G * tau_eff).flatten().numpy(),
+        "n": n.flatten().numpy(), "m": m.flatten().numpy(), "logit_gap": G.flatten().numpy(),
+        "gap": (G * tau_eff).flatten().numpy(),
         "spread": (spread * tau_eff).flatten().numpy(), "tau_eff": tau_eff.flatten().numpy(),
-        "distance": distance.flatten().numpy(), "bound": (2 * n * torch.exp(-G)).flatten().numpy(),
+        "distance": distance.flatten().numpy(), "bound": (2 * m * torch.exp(-G)).flatten().numpy(),
         "hard": hard.flatten().numpy(),
     })
 
@@ -221,16 +229,18 @@ def head_temperatures(model: Transformer, batches: Iterable[tuple], eps: float =
         return pd.DataFrame(columns=list(TEMPERATURE_COLUMNS))
     queries = pd.concat(frames, ignore_index=True)
     queries["kept"] = queries.logit_gap.notna()
-    kept = queries.n.where(queries.kept)  # NaN for the left-out queries: count and max skip them
-    table = queries.assign(n_kept=kept).groupby(["layer", "head", "length"], as_index=False).agg(
+    # NaN for the left-out queries: count and max skip them
+    table = queries.assign(n_kept=queries.n.where(queries.kept), m_kept=queries.m.where(queries.kept)).groupby(
+        ["layer", "head", "length"], as_index=False).agg(
         words=("word", "nunique"), queries=("kept", "sum"), no_competitor=("kept", lambda k: int((~k).sum())),
-        n_keys=("n_kept", "max"), logit_gap_min=("logit_gap", "min"), logit_gap_median=("logit_gap", "median"),
+        n_keys=("n_kept", "max"), competitors=("m_kept", "max"), logit_gap_min=("logit_gap", "min"), logit_gap_median=("logit_gap", "median"),
         gap_min=("gap", "min"), gap_median=("gap", "median"), spread_max=("spread", "max"),
         tau_eff=("tau_eff", "min"), hard_fraction=("hard", "mean"), distance_mean=("distance", "mean"),
         distance_max=("distance", "max"), bound_mean=("bound", "mean"), bound_max=("bound", "max"),
     )
     table["n_keys"] = table.n_keys.astype("Int64")
-    table["tau_required"] = table.gap_min / np.log(table.n_keys.astype(float) / eps)
+    table["competitors"] = table.competitors.astype("Int64")
+    table["tau_required"] = table.gap_min / np.log(table.competitors.astype(float) / eps)
     table["hard"] = table.hard_fraction == 1.0
     return table.merge(heads, on=["layer", "head"])[list(TEMPERATURE_COLUMNS)]
 
@@ -325,9 +335,12 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
     the longest measured length, an assumption (bounded positional encodings keep raw scores,
     hence gaps, bounded; constructions with i/n features even shrink them as 1/n); tau_eff
     follows the head's temperature mode exactly, at the most visible keys n_keys of a word of
-    length N = factor x train length. The head stays hard iff every query q of that word that sees
-    a key besides the sink has tau_eff(q) <= g / ln(n_q / eps) (with a mask and a length factor the
-    binding query can be a short one); queries that see only the sink (strict masks: no competitor,
+    length N = factor x train length. Its competitors m (visible keys off the target set) stay what
+    they were where they did not grow with the measured lengths (a count head: the sink alone),
+    else every visible key is taken to compete (m_q = n_q, the lemma's own form). The head stays
+    hard iff every query q of that word that sees a key besides the sink has tau_eff(q) <= g /
+    ln(m_q / eps) (with a mask and a length factor the binding query can be a short one); queries
+    that see only the sink (strict masks: no competitor,
     and log 1 = 0 would make tau_eff infinite) are left out and counted (sink_only). n_keys,
     tau_eff and tau_required are given at the query with the most keys. Lengths at which a head
     had no query with a competitor (NaN gap; say an unused head whose keys all tie) are not
@@ -343,6 +356,13 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
     table = table[table[gap].notna()].reset_index(drop=True)
     head_keys = ([RUN] if RUN in settings else []) + ["layer", "head"]
     longest = table.loc[table.groupby(head_keys).length.idxmax()] if not table.empty else table
+    # competitors that did not grow over the measured lengths (two at least) are carried over as they
+    # are; a table without the column (measured elsewhere) has every visible key compete
+    steady = pd.Series(dtype=bool)
+    if "competitors" in table.columns and not table.empty:
+        spans = table.groupby(head_keys).agg(lengths=("length", "nunique"), low=("competitors", "min"),
+                                             high=("competitors", "max"))
+        steady = (spans.lengths > 1) & (spans.low == spans.high)
     rows, skipped = [], []
     for _, row in longest.iterrows():  # one iteration per head: small
         base = row.get("train_max_length") if train_length is None else train_length
@@ -355,14 +375,16 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
             N = round(factor * base)
             n, tau_eff = effective_temperature(torch.tensor([row.tau_head]), [row.temperature_mode], [row["mask"]], N)
             competing = n[0] > 1  # the queries that see more than the sink
-            hard = bool((tau_eff[0][competing] <= row[gap] / torch.log(n[0][competing].double() / eps)).all())
+            key = tuple(row[k] for k in head_keys)
+            m = torch.full_like(n[0], int(row.competitors)) if steady.get(key, False) else n[0]
+            hard = bool((tau_eff[0][competing] <= row[gap] / torch.log(m[competing].double() / eps)).all())
             last = int(n[0].argmax())
-            n_keys, tau_eff = int(n[0, last]), float(tau_eff[0, last])
-            required = row[gap] / math.log(n_keys / eps)
+            n_keys, competitors, tau_eff = int(n[0, last]), int(m[last]), float(tau_eff[0, last])
+            required = row[gap] / math.log(competitors / eps)
             rows.append({**row[settings].to_dict(), "layer": row["layer"], "head": row["head"],
                          "temperature_mode": row.temperature_mode, "mask": row["mask"], "tau_head": row.tau_head,
                          "gap_used": row.get("gap_used", TOP_SECOND), "measured_length": row["length"],
-                         "gap": row[gap], "factor": factor, "length": N, "n_keys": n_keys,
+                         "gap": row[gap], "factor": factor, "length": N, "n_keys": n_keys, "competitors": competitors,
                          "sink_only": int((~competing).sum()), "tau_eff": tau_eff, "tau_required": required, "hard": hard})
     result = pd.DataFrame(rows, columns=settings + list(EXTRAPOLATION_COLUMNS))
     result.attrs["skipped"] = list(dict.fromkeys(skipped))

@@ -155,13 +155,14 @@ def test_query_gaps_ties_masks_and_the_gap_lemma():
     G = 3.0
     scores = torch.tensor([[[[0.0, 0.0, -G, float("-inf")], [1.0, float("-inf"), float("-inf"), float("-inf")]]]])
     attention = torch.softmax(scores, dim=-1)
-    gap, spread, distance = query_gaps(scores, attention)
+    gap, spread, distance, competitors = query_gaps(scores, attention)
+    assert competitors[0, 0].tolist() == [1, 0]  # the key at -G; the lone key is its own top
     assert gap[0, 0, 0] == pytest.approx(G) and spread[0, 0, 0] == 0  # the two tied maxima are the top keys
     assert math.isnan(gap[0, 0, 1]) and math.isnan(spread[0, 0, 1])  # a lone visible key: no competitor
     # L1 to uniform on the two maxima = 2 (mass off them) = 2 e^-G / (2 + e^-G) <= 2 n e^-G; the weights are
     # fp32 (rounding ~3e-9 on a weight of 0.024): relative 1e-6 of the distance is above it
     assert distance[0, 0, 0] == pytest.approx(2 * math.exp(-G) / (2 + math.exp(-G)), rel=1e-6)
-    assert distance[0, 0, 0] <= 2 * 3 * math.exp(-G)
+    assert distance[0, 0, 0] <= 2 * 1 * math.exp(-G)  # the lemma's bound with its one competitor
     assert distance[0, 0, 1] == pytest.approx(0.0)
 
 
@@ -324,3 +325,20 @@ def test_runs_without_attention_or_checkpoint_are_skipped(tiny_grid, tmp_path):
     assert len(table.attrs["skipped"]) == 2
     assert any("no saved attention" in m for m in table.attrs["skipped"])
     assert any("no checkpoint" in m for m in table.attrs["skipped"])
+
+
+def test_a_count_head_at_its_fixed_temperature_stays_hard_at_any_length():
+    """A count head averages every word key: its one competitor is the sink at every length, so its
+    fixed temperature keeps it hard at 100x (ln(n / eps) would declare it soft); the O head next to it,
+    whose competitors grow with the word, is judged at ln(n / eps)."""
+    formula, alphabet = parse("O a & #a > #b"), Alphabet.from_text("a,b")
+    compiled = compile_formula(formula, alphabet, "soft-scaled", 100)
+    table = model_temperature_table(compiled.model, random_words((4, 7, 10), count=3, symbols=2), construction=compiled)
+    future = extrapolate_table(table, factors=(10, 100), train_length=10)
+    by_head = {info.subformula: future[(future.layer == info.layer) & (future["head"] == info.head)]
+               for info in compiled.heads}
+    assert (by_head["#a"].competitors == 1).all() and by_head["#a"].hard.all()
+    assert (by_head["O a"].competitors == by_head["O a"].n_keys).all()
+    # the count head's temperature is fixed: at the lemma's ln(n / eps) it would not be hard at 100x
+    tau = by_head["#a"].tau_eff.iloc[-1]
+    assert tau > by_head["#a"].gap.iloc[-1] / math.log(by_head["#a"].n_keys.iloc[-1] / 1e-3)
