@@ -4,8 +4,9 @@ Three evaluations of the same weights on exactly sampled words (members and non-
 balanced, per length), each a row of ``evaluation.csv`` per length:
 
 * ``as-trained``  the model as it is;
-* ``hardened``    every head matched to a construction head (analysis.attention: match_heads,
-  pick_best) switched to that head's hard kind (``HARD_KIND``: rightmost for the last-target
+* ``hardened``    every head matched to a construction head (analysis.attention.best_matches,
+  with at least COUNTERPART_MASS of its attention on that head's targets, the counterparts of
+  analysis.temperature) switched to that head's hard kind (``HARD_KIND``: rightmost for the last-target
   rule of Y / S, leftmost for the first-target rule of X / U, average-hard for set-valued and
   counting heads); explicit ``kinds`` override the matching; the other heads stay softmax and
   the row names them (``softmax_heads``). If this generalizes where as-trained does not, the
@@ -35,9 +36,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from softhard.analysis.attention import construction_for, match_heads, pick_best
+from softhard.analysis.attention import best_matches, construction_for
 from softhard.analysis.runs import RunFolder, RunSkipped
-from softhard.analysis.temperature import EPS, target_set_gap
+from softhard.analysis.temperature import COUNTERPART_MASS, EPS, target_set_gap
 from softhard.data.language import Language
 from softhard.models.blocked import blocked_forward, parse_device
 from softhard.models.compiler import CompiledModel
@@ -202,7 +203,10 @@ def evaluate_run(run: RunFolder, lengths: Sequence[int] | None = None, attention
     construction = matches = None
     if "gap-rule" in attentions or ("hardened" in attentions and not kinds):
         construction = construction_for(run, "hard")
-        matches = pick_best(match_heads(run))
+        matches = best_matches(run)
+        # a head simulates its match only with COUNTERPART_MASS of its attention on the targets (as
+        # the temperature table judges counterparts); the others stay softmax
+        matches = matches[matches.target_mass >= COUNTERPART_MASS]
     kinds = dict(kinds or {})
     table = evaluate_model(model, Language(run.formula, run.alphabet, run.language), lengths, attentions,
                            construction, matches, kinds, eps, words, seed, device, progress)

@@ -169,22 +169,29 @@ def test_gap_rule_measures_the_target_set_gap_of_the_matched_construction_head()
         assert tau == pytest.approx(expected / math.log(10 / 1e-3)) if expected > 0 else math.isnan(tau)
 
 
-def test_matching_gives_every_learned_head_a_hard_kind(tiny_run):
+def test_matching_gives_every_counterpart_head_its_hard_kind(tiny_run):
+    """Heads whose best construction head holds COUNTERPART_MASS of their attention take its hard
+    kind; the others stay softmax, and the row names them."""
     from softhard.analysis.attention import match_heads, pick_best
+    from softhard.analysis.temperature import COUNTERPART_MASS
 
     assert main([str(tiny_run), "--factor", "2", "--words", "4"]) == 0  # train length 5: n = 10
     table = pd.read_csv(tiny_run / "evaluation.csv", keep_default_na=False)
     assert table[["attention", "length"]].values.tolist() == [["as-trained", 10], ["hardened", 10], ["gap-rule", 10]]
     best = pick_best(match_heads(RunFolder(tiny_run)))
     rules = {"last": "rightmost", "first": "leftmost"}
-    expected = " ".join(f"L{r.layer}H{r.head}={rules.get(r.target_rule, 'average')}" for r in best.itertuples())
+    matched = best.target_mass >= COUNTERPART_MASS
+    expected = " ".join(f"L{r.layer}H{r.head}=" + (rules.get(r.target_rule, "average") if m else "softmax")
+                        for r, m in zip(best.itertuples(), matched))
     hardened = table[table.attention == "hardened"].iloc[0]
-    assert hardened["kinds"] == expected and hardened["softmax_heads"] == ""
+    assert hardened["kinds"] == expected
+    assert hardened["softmax_heads"] == " ".join(f"L{r.layer}H{r.head}" for r, m in zip(best.itertuples(), matched) if not m)
 
 
 def test_a_saved_soft_scaled_construction_is_exact_at_100x(tmp_path):
-    """The same as a run folder (`softhard construct --save-run`, issue 15): skipped until it is merged."""
-    construction_run = pytest.importorskip("softhard.train.construction_run")
+    """The same as a run folder (`softhard construct --save-run`, issue 15)."""
+    from softhard.train import construction_run
+
     run_dir = construction_run.save_construction_run("a S b", "a,b,c", "soft-scaled", tmp_path / "run", max_length=5,
                                                       probe_words=4, cache_dir=tmp_path / "data")
     assert main([str(run_dir), "--factor", "1,100", "--words", "8"]) == 0
