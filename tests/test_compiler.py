@@ -468,3 +468,15 @@ def test_leaves_stop_at_boolean_nodes_of_earlier_blocks():
     chain = phi.arg  # the wide conjunction, depth 2 (its own layer); Y of it is depth 3
     assert layout.depth[chain] == 2 and layout.depth[phi] == 3
     assert leaves(chain, layout) == [chain.left.left, chain.left.right, chain.right]  # children of block 1
+
+
+def test_periodic_features():
+    """(-1)^i and cos/sin(2 pi i/m), the values the residue heads read."""
+    from softhard.models.positional import theory_features
+
+    names = ["(-1)^i", "cos(2pi i/3)", "sin(2pi i/3)", "cos(2pi i/16)"]
+    T = 3 * 16 * 4
+    values = theory_features(names, T, None, dtype=torch.float64)[0].numpy()  # (T, 4)
+    i = np.arange(T)
+    expected = np.stack([(-1.0) ** i, np.cos(2 * np.pi * i / 3), np.sin(2 * np.pi * i / 3), np.cos(2 * np.pi * i / 16)], 1)
+    np.testing.assert_allclose(values, expected, atol=1e-12)

@@ -14,6 +14,9 @@ one attention layer; Boolean connectives and ``+ -`` add none):
   (soft-unbounded F p and G p add two layers: one for z_k = k p_k, ``PositionTimes``, one for
   themselves; soft-unbounded X and U read N ~ n from the word-length head of block 0, so it sits in
   block 1 at the earliest);
+- ``t % m = r``: the residue atoms ``[#p % m = a]`` (``ResidueAtom``, one head each) in the block
+  after their count, the test itself as a truth table over them in that block's MLP (m <= 3,
+  where the raw atoms are near 0/1) or the next one (m > 3, after the atoms are snapped);
 - other Boolean nodes of depth d: the MLP of block d - 1, as one truth table over their
   *leaves* (the nodes below them, reached through Boolean connectives, that an earlier block,
   the embedding or this block's heads compute), which are all ready by then;
@@ -90,14 +93,15 @@ def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
     adds = is_temporal(node) or isinstance(node, (Count, Compare))
     if is_boolean(node) and below > 0:  # too many leaves for one truth table: a layer of its own
         adds = len(boolean_leaves(node, known.__contains__, memo, below)) > MAX_LEAVES
-    if isinstance(node, Modulo) and node.modulus > 3:  # raw residue atoms are off 0/1 (down to -1/(1 - cos(2 pi/m)))
+    if isinstance(node, Modulo) and node.modulus > 3 and below > 0:  # raw residue atoms go down to -1/(1 - cos(2 pi/m))
         adds = True
     memo[node] = below + int(adds) + int(needs_position_times(node, mode))
     return memo[node]
 
 
 def is_attention_node(node) -> bool:
-    """Computed by attention heads: temporal operators, counts, comparisons, position-times."""
+    """Computed by attention heads: temporal operators, counts, comparisons, position-times, word
+    length, residue atoms."""
     return is_temporal(node) or isinstance(node, (Count, Compare, PositionTimes, WordLength, ResidueAtom))
 
 
