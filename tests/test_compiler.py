@@ -478,5 +478,6 @@ def test_periodic_features():
     T = 3 * 16 * 4
     values = theory_features(names, T, None, dtype=torch.float64)[0].numpy()  # (T, 4)
     i = np.arange(T)
-    expected = np.stack([(-1.0) ** i, np.cos(2 * np.pi * i / 3), np.sin(2 * np.pi * i / 3), np.cos(2 * np.pi * i / 16)], 1)
+    expected = np.stack([(-1.0) ** i, np.cos(2 * np.pi * i / 3), np.sin(2 * np.pi * i / 3),
+                         np.cos(2 * np.pi * i / 16)], axis=1)
     np.testing.assert_allclose(values, expected, atol=1e-12)

@@ -376,8 +376,9 @@ def build_word_length_head() -> HeadSpec:
 # attends to the key j with j + 1 = #p (the sink stands for j + 1 = 0, i.e. #p = 0): mask past,
 #   score(j) = [2 #p (j+1) - (j+1)^2] / (i+1) = [#p^2 - (j + 1 - #p)^2] / (i+1)
 # from query (c, -1/(i+1)) and key (2(j+1), (j+1)^2), affine in the features i and i^2 (hard), or
-# divided by n, from key (2(j+1)/n, (j+1)^2/n) (soft-scaled: scores stay <= 1). The features i and i^2 are added to the residual stream
-# in soft-scaled mode too: the word-relative i/n cannot do it, as the key j + 1 = #p must be found
+# divided by n, from key (2(j+1)/n, (j+1)^2/n) (soft-scaled: scores stay <= 1). The features i
+# and i^2 are in the residual stream in soft-scaled mode too: the word-relative i/n cannot do it,
+# as the key j + 1 = #p must be found
 # on every word of length <= n, and no score in j/T, (j/T)^2 with query coefficients affine in
 # #p/(i+1), 1/(i+1) peaks at j + 1 = #p independently of the word length T. The
 # sink scores 0 (= score at j + 1 = 0). The one maximum is j + 1 = #p, ahead of the keys d steps
