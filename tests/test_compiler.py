@@ -209,7 +209,7 @@ def test_soft_unbounded_random(index):
     compiled = compile_formula(phi, alphabet, mode="soft-unbounded")
     assert compiled.model.config.positional == ["i"]
     assert all(info.kind == "softmax" for info in compiled.heads)
-    check_agrees(compiled, phi, alphabet, lengths=range(1, 9), seed=index)
+    check_agrees(compiled, phi, alphabet, lengths=range(1, 9), long_words=5, long_length=256, seed=index)
 
 
 def test_soft_unbounded_attention_close_to_targets():
