@@ -165,7 +165,8 @@ def run_frontier(language: Language, lengths: list[int], dtypes: list[str], word
 
 def plot_families(rows: list[dict], out, finish) -> list[str]:
     """One figure per operator family, frontier_<family>.png: critical tau against n on log axes per
-    (head, dtype, words), with the two laws drawn through each family's first point; returns the names."""
+    (head, dtype, words), with the two laws drawn through the first point of the family's longest
+    series (worst-case words preferred); returns the file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,11 +184,9 @@ def plot_families(rows: list[dict], out, finish) -> list[str]:
         for (head, dtype, kind), points in series.items():
             points.sort(key=lambda r: r["length"])
             ax.plot([r["length"] for r in points], [r["critical_tau"] for r in points],
-                    "o-" if kind == "worst-case" else "s:", label=f"{head} ({dtype}, {kind})")
-        first = min(mine, key=lambda r: r["length"])
-        anchor = [r for r in mine if r["head"] == first["head"] and r["words"] == first["words"]
-                  and r["dtype"] == first["dtype"]]
-        anchor.sort(key=lambda r: r["length"])
+                    "o-" if kind == "worst-case" else "s:", label=f"{head} ({dtype}, {kind})")  # sorted in place
+        # the laws go through the first point of the longest series, worst-case words preferred
+        anchor = max(series.items(), key=lambda item: (item[0][2] == "worst-case", len(item[1])))[1]
         ns = np.array([r["length"] for r in anchor], float)
         gaps = np.array([r["gap"] for r in anchor])
         base = anchor[0]["critical_tau"] * gaps / gaps[0]
