@@ -13,6 +13,8 @@ Input side (added to the token embeddings, see `PositionalEncoding`):
                     "1/i"     1 / (i + 1)                 (1/i of the 1-indexed position)
                     "i^2"     i * i
                     "(-1)^i"  +1 at even i, -1 at odd i   (+1 at i = 0)
+                    "cos(2pi i/m)", "sin(2pi i/m)"   period m, 3 <= m <= MAX_PERIOD
+                              (m = 2 is "(-1)^i"; modular counting by lookup)
 Attention side (inside every layer, see models/transformer.py):
     rope        rotary embedding of queries and keys, half-split convention: with
                 theta_k = base^(-2k/d_head), k < d_head/2, the pair (x[k], x[k + d_head/2])
@@ -32,7 +34,9 @@ import torch.nn as nn
 
 INPUT_ENCODINGS = ("sinusoidal", "learned")
 ATTENTION_ENCODINGS = ("rope", "alibi")
-FEATURES = ("i", "i/n", "1/i", "i^2", "(-1)^i")
+MAX_PERIOD = 16
+PERIODIC = {f"{f}(2pi i/{m})": (f, m) for m in range(3, MAX_PERIOD + 1) for f in ("cos", "sin")}
+FEATURES = ("i", "i/n", "1/i", "i^2", "(-1)^i") + tuple(PERIODIC)
 POSITIONAL = INPUT_ENCODINGS + ATTENTION_ENCODINGS + FEATURES
 
 
@@ -63,9 +67,15 @@ def theory_features(names: Sequence[str], T: int, lengths: Optional[torch.Tensor
         "i^2": lambda: i * i,
         "(-1)^i": lambda: 1.0 - 2.0 * (i % 2),
     }
-    cols = [values[name]() for name in names]
+    cols = [values[name]() if name in values else periodic(*PERIODIC[name], i) for name in names]
     B = max(c.shape[0] for c in cols)
     return torch.stack([c.expand(B, T) for c in cols], dim=-1)  # (B, T, F)
+
+
+def periodic(function: str, m: int, i: torch.Tensor) -> torch.Tensor:
+    """cos or sin of 2 pi i / m, from i mod m (exact period whatever i's size)."""
+    angle = (i % m) * (2 * math.pi / m)
+    return angle.cos() if function == "cos" else angle.sin()
 
 
 def rope_angles(T: int, d_head: int, base: float = 10000.0, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,8 @@ SUBCOMMANDS = {
     "data": ("softhard.data.cli", "labelled data from LTL formulas: sample words, build datasets, list languages"),
     "train": ("softhard.train.cli", "train a transformer on a language from a YAML config (LightningCLI)"),
     "construct": ("softhard.models.compiler.cli", "compile a formula into hard/soft attention and check it against data.ltl"),
-    "sweep": ("softhard.models.compiler.sweep", "largest exact temperature vs length per dtype of a compiled formula: CSV, figures"),
+    "frontier": ("softhard.models.compiler.sweep", "largest exact temperature vs length, per dtype and per head, of a "
+                 "compiled formula: CSVs, figures"),
     "grid": ("softhard.train.grid", "run a grid of training runs in parallel on one machine (resumable)"),
     "report": ("softhard.analysis.report", "markdown/HTML report of runs: length generalization, attention vs constructions, "
                "temperature, probes"),
@@ -23,6 +24,9 @@ SUBCOMMANDS = {
                "verified by evaluation"),
     "quickstart": ("softhard.quickstart", "data, training and a report of four runs in a few CPU minutes"),
 }
+
+
+ALIASES = {"sweep": "frontier"}  # the frontier's old name, kept for one release
 
 
 def _module(name: str, rest: list[str]) -> str:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
-    name, rest = argv[0], argv[1:]
+    name, rest = ALIASES.get(argv[0], argv[0]), argv[1:]
     if name not in SUBCOMMANDS:
         print(f"softhard: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2

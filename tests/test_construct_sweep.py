@@ -1,4 +1,4 @@
-"""The blocked evaluator against the explicit path, its O(n) target sets, and `softhard sweep`."""
+"""The blocked evaluator against the explicit path, its O(n) target sets, and `softhard frontier` (alias sweep)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from softhard.data.ltl import parse
 from softhard.data.ltl.evaluate import label_positions
 from softhard.models.compiler import compile_formula
 from softhard.models.compiler.blocked import evaluate, head_targets
-from softhard.models.compiler.sweep import C_MAX, critical_factor
+from softhard.models.compiler.frontier import C_MAX, COLUMNS, critical_factor, head_factor, worst_case_words
 from softhard.models.compiler.sweep import main as sweep
 from softhard.models.masks import MASK_BOUNDS
 from softhard.cli import main as softhard
@@ -25,14 +25,15 @@ FORMULAS = [  # past and future, counting, every target rule (self: F and G in s
     ("(a | b) S (c & H(a -> F b)) | X a U Y b | #a - #b != 2 & #c <= #(a S b)", "a,b,c"),
     ("G(a -> F b) & X X a | O(b & Y a)", "a,b"),
     ("O (X a) | F (X b) & G (F a)", "a,b"),  # heads whose target is itself a future operator
+    ("#(a S b) % 2 = 1 | #a - #b % 3 = 2", "a,b"),  # residue lookups (rule lookup), parity and a period-3 feature
 ]
 MODES = ["hard", "soft-scaled", "soft-unbounded"]
 
 
 def compiled_case(text, symbols, mode, n):
     phi, alphabet = parse(text), Alphabet.from_text(symbols)
-    if mode == "soft-unbounded" and " U " in text:
-        pytest.skip("U has no soft-unbounded construction")
+    if mode == "soft-unbounded" and "%" in text:
+        pytest.skip("% has no soft-unbounded construction (its refusal: tests/test_compiler.py)")
     return compile_formula(phi, alphabet, mode=mode, length=n if mode == "soft-scaled" else None)
 
 
@@ -93,7 +94,9 @@ def test_block_target_sets_equal_hard_targets(text, symbols, mode):
                 np.testing.assert_array_equal(block[..., 0], reference[:, i0:i1, 0])
         rules.add(info.target_rule)
     if mode == "soft-unbounded" and text.startswith("G"):
-        assert rules == {"first", "any", "last", "self"}
+        assert rules == {"first", "any", "last", "self", "all"}  # all: the word-length head of X
+    if "%" in text:
+        assert "lookup" in rules
 
 
 def test_dtypes_cast_features_not_the_model():
@@ -108,10 +111,11 @@ def test_dtypes_cast_features_not_the_model():
         evaluate(compiled, np.zeros((1, 513), dtype=int))
 
 
-def test_float64_keeps_unbounded_scores_exact_where_fp32_rounds():
-    """Soft-unbounded X scores grow as (i+1)^2: past 2^24 fp32 rounds them by more than the gap 1/2."""
-    compiled = compiled_case("X a", "a,b", "soft-unbounded", None)
-    ids = np.random.default_rng(0).integers(0, 2, (1, 6000))
+def test_float64_keeps_lookup_scores_exact_where_fp32_rounds():
+    """The parity lookup scores [2t(j+1) - (j+1)^2]/(i+1) are of size i, 1/(i+1) apart: fp32 (relative
+    rounding 6e-8) loses them between n = 4,000 and 8,000 (docs/constructions.md), float64 does not."""
+    compiled = compiled_case("#a % 2 = 0", "a,b", "hard", None)
+    ids = np.random.default_rng(0).integers(0, 2, (1, 8000))
     truth = label_positions(compiled.formula, ids, compiled.alphabet)
     assert not (evaluate(compiled, ids, "float32").predictions == truth).all()
     assert (evaluate(compiled, ids, "float64").predictions == truth).all()
@@ -143,7 +147,7 @@ def test_critical_factor_bisects_in_log_scale():
 
 
 SWEEP = ["--formula", "(a S b) S (Y c)", "--alphabet", "a,b,c", "--lengths", "8,64,512", "--dtypes",
-         "float32,bfloat16", "--words", "1", "--steps", "6", "--seed", "0"]
+         "float32,bfloat16", "--words", "1", "--steps", "6", "--seed", "0", "--no-per-head"]
 
 
 def test_sweep_writes_csv_and_figures_and_bf16_breaks_first(tmp_path):
@@ -171,7 +175,7 @@ def test_sweep_writes_csv_and_figures_and_bf16_breaks_first(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--formula", "#a % 2 = 0", "--alphabet", "a,b"], "Modulo"),
+        (["--formula", "#a % 17 = 0", "--alphabet", "a,b"], "modulus 17"),
         (["--formula", "a & !b", "--alphabet", "a,b"], "no attention head"),
         (["--formula", "a S", "--alphabet", "a,b"], "offset 3"),
         (["--formula", "Y a", "--alphabet", "a,b", "--device", "cuda"], "cuda"),
@@ -182,7 +186,7 @@ def test_sweep_errors_are_one_message_and_write_nothing(tmp_path, capsys, argv, 
     err = capsys.readouterr().err
     if "cuda" in argv and "error" not in err:
         pytest.skip("a CUDA device is present")
-    assert code == 2 and message in err and "Traceback" not in err and err.startswith("softhard sweep: error:")
+    assert code == 2 and message in err and "Traceback" not in err and err.startswith("softhard frontier: error:")
     assert not (tmp_path / "out").exists()
 
 
@@ -193,3 +197,69 @@ def test_sweep_rejects_bad_arguments(tmp_path, capsys, flag, value):
         sweep(["--formula", "Y a", "--alphabet", "a,b", flag, value, "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and value.split(",")[-1] in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ per-head frontier
+def worst_case_critical_taus(text: str, symbols: str, lengths) -> np.ndarray:
+    """The critical temperature of the formula's one head on its worst-case words, per length (float32)."""
+    alphabet, taus = Alphabet.from_text(symbols), []
+    for n in lengths:
+        compiled = compile_formula(parse(text), alphabet, mode="soft-scaled", length=int(n))
+        (info,) = compiled.heads
+        ids = worst_case_words(info, alphabet, int(n))
+        factor = head_factor(compiled, 0, ids, label_positions(compiled.formula, ids, alphabet), "float32", "cpu", 6)
+        taus.append(factor * info.tau)
+    return np.array(taus)
+
+
+FRONTIER_LENGTHS = np.array([64, 512, 4096])
+
+
+def test_tie_breaking_frontier_follows_the_gap_without_log_n():
+    """`a S b`: many candidate targets before the query; tau_c * n stays in a constant band (the gap law)."""
+    taus = worst_case_critical_taus("a S b", "a,b,c", FRONTIER_LENGTHS)
+    scaled = taus * FRONTIER_LENGTHS
+    assert scaled.max() / scaled.min() < 1.1, scaled
+    slope = np.polyfit(np.log(FRONTIER_LENGTHS), np.log(taus), 1)[0]
+    assert -1.05 < slope < -0.95, slope  # ~1/n: a 1/(n ln n) law would give about -1.15 over this range
+    with_log = taus * np.log(FRONTIER_LENGTHS)
+    assert with_log.max() / with_log.min() > 10  # the set-valued law does not fit (32x apart here)
+
+
+def test_set_valued_frontier_follows_gap_over_log_n():
+    """`O a` with one target among n - 1 non-targets: tau_c * ln n stays in a constant band."""
+    taus = worst_case_critical_taus("O a", "a,b", FRONTIER_LENGTHS)
+    scaled = taus * np.log(FRONTIER_LENGTHS)
+    assert scaled.max() / scaled.min() < 1.1, scaled
+    slope = np.polyfit(np.log(np.log(FRONTIER_LENGTHS)), np.log(taus), 1)[0]
+    assert -1.2 < slope < -0.8, slope
+    assert (taus * FRONTIER_LENGTHS).max() / (taus * FRONTIER_LENGTHS).min() > 10  # not the tie-breaking law (32x)
+
+
+def test_worst_case_words():
+    alphabet = Alphabet.from_text("a,b,c")
+    heads = {info.operator: info for info in compile_formula(parse("a S b | F c | X Y a"), alphabet).heads}
+    as_text = lambda ids: ["".join(alphabet.symbols[k] for k in word) for word in ids]
+    assert as_text(worst_case_words(heads["S"], alphabet, 6)) == ["bbbbcc", "ccccbb"]  # b | !a: b value 1, c value 0
+    assert as_text(worst_case_words(heads["F"], alphabet, 5)) == ["aaaac"]
+    assert worst_case_words(heads["X"], alphabet, 5) is None  # its operand Y a is not local
+
+
+def test_frontier_command_writes_per_head_rows_and_family_figures(tmp_path):
+    out = tmp_path / "f"
+    assert softhard(["frontier", "--formula", "(a S b) | O c", "--alphabet", "a,b,c", "--lengths", "8,32",
+                     "--dtypes", "float32", "--words", "1", "--steps", "3", "--out", str(out)]) == 0
+    with open(out / "frontier.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == COLUMNS
+    assert {(r["operator"], r["words"], r["length"]) for r in rows} == {
+        (op, kind, n) for op in ("S", "O") for kind in ("worst-case", "random") for n in ("8", "32")}
+    for row in rows:
+        factor = float(row["critical_factor"])
+        assert factor >= 1  # the theory temperature is exact
+        assert float(row["critical_tau"]) == pytest.approx(factor * float(row["gap"]) / np.log((int(row["length"]) + 1)
+                                                                                                / 1e-3), rel=1e-6)
+    assert {p.name for p in out.iterdir()} >= {"frontier.csv", "frontier_tie-breaking.png", "frontier_set-valued.png"}
+    assert softhard(["sweep", "--formula", "Y a", "--alphabet", "a,b", "--lengths", "8", "--dtypes", "float32",
+                     "--words", "1", "--steps", "2", "--no-per-head", "--out", str(tmp_path / "alias")]) == 0
+    assert (tmp_path / "alias" / "sweep.csv").exists() and not (tmp_path / "alias" / "frontier.csv").exists()

@@ -31,7 +31,7 @@ from softhard.data.alphabet import Alphabet
 from softhard.data.ltl.evaluate import label_positions
 from softhard.data.ltl.syntax import Formula
 from softhard.models.compiler.layout import MAX_LEAVES, Layout, boolean_value, leaves
-from softhard.models.compiler.operators import D_HEAD, ONE, HeadSpec
+from softhard.models.compiler.operators import D_HEAD, ONE, HeadSpec, is_numeric
 from softhard.models.transformer import Transformer, TransformerConfig
 
 M_STEP = 4.0
@@ -92,7 +92,7 @@ def build_model(layout: Layout, heads_per_block: list[list[HeadSpec]], alphabet:
     for block in range(L):
         mlp = MLPBuilder()
         for node in layout.attention[block]:
-            if isinstance(node, Formula):  # counts #p/(i+1) and z_k = k p_k stay numeric
+            if not is_numeric(node):  # counts #p/(i+1), z_k = k p_k and N ~ n stay as they are
                 mlp.snap(layout.index[node])
         for node in layout.boolean[block]:
             mlp.truth_table(node, layout)
@@ -147,7 +147,7 @@ def _attention(attn, specs: list[HeadSpec], layout: Layout, H: int) -> None:
                 W[r] = row.to(W.dtype)
                 b[r] = bias
         attn.sink_k[h] = torch.tensor(spec.sink_k, dtype=attn.sink_k.dtype)
-        attn.sink_v[h] = 0.0
+        attn.sink_v[h] = torch.tensor((spec.sink_v, 0.0), dtype=attn.sink_v.dtype)
         dim = layout.index[spec.node]
         attn.c_proj.weight[dim, h * D_HEAD] = spec.out_coef
         attn.c_proj.bias[dim] += spec.out_bias

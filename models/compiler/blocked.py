@@ -20,6 +20,7 @@ as ``Targets``: query i's targets are the keys j in its mask band with ``key_ok[
     all     1       1         -            (counts: every visible word key)
     query   1       s_i       -            (sign heads: every visible key if s holds at i)
     self    1       s_i       i            (position-times heads)
+    lookup  1       1         #p - 1 = sum_{j <= i} s_j - 1   (residue heads; -1: the sink)
     last    1       1         max{j <= i - lo : s_j}, a prefix scan (cummax)   (Y S)
     first   1       1         min{j >= i - hi : s_j}, a suffix scan (cummin)   (X U)
 
@@ -84,6 +85,8 @@ def head_targets(info: HeadInfo, ids: np.ndarray, alphabet, device) -> Targets:
     i = torch.arange(n, device=device).expand(B, n)
     if rule == "self":
         return Targets(key_ok=ones, query_ok=s, pick=i)
+    if rule == "lookup":
+        return Targets(key_ok=ones, query_ok=ones, pick=s.long().cumsum(dim=1) - 1)
     lo, hi = MASK_BOUNDS[info.mask]
     j = torch.arange(n, device=device).expand(B, n)
     if rule == "last":  # last[m + 1] = max{j <= m : s_j}, -1 if none; read at m = i - lo
@@ -104,7 +107,7 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu", tau_factor: float = 1.0,
+def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu", tau_factor=1.0,
              offtarget: bool = False, block: int | None = None) -> Evaluation:
     """Run a compiled model on equal-length words in memory linear in their length.
 
@@ -113,7 +116,8 @@ def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu",
         ids: (B, n) symbol ids.
         dtype: a key of ``DTYPES``: the precision of weights, embeddings, features and MLPs.
         device: where to run ("cpu", "cuda").
-        tau_factor: multiplies every head's temperature (1: the compiled temperatures).
+        tau_factor: multiplies every head's temperature (1: the compiled temperatures); or one factor
+            per ``compiled.heads`` (the per-head frontier varies one head at a time).
         offtarget: also measure each head's largest off-target attention mass.
         block: queries per block; default: ``BLOCK_ELEMENTS`` logits per head and block.
 
@@ -141,11 +145,12 @@ def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu",
         features = theory_features(model.pos_emb.features, n, None, device, precise).to(dt)  # (1, n, F)
         x = x + _linear(model.pos_emb.feature_proj, features)
     masses = np.zeros(len(compiled.heads))
+    factors = np.broadcast_to(np.asarray(tau_factor, dtype=float), (len(compiled.heads),))
     for layer, layer_block in enumerate(model.blocks):
         attn = layer_block.attn
         H, dh = attn.n_heads, attn.d_head
         q, k, v = _linear(attn.c_attn, x).to(adt).split(H * dh, dim=2)
-        scale = (1.0 / (attn.temperatures() * model.tau_schedule * tau_factor)).to(device, adt)  # (H,)
+        scale = (1.0 / (attn.temperatures() * model.tau_schedule)).to(device, adt)  # (H,)
         y = torch.zeros(B, n, H, dh, dtype=adt, device=device)
         for index, info in enumerate(compiled.heads):
             if info.layer != layer:
@@ -154,7 +159,8 @@ def evaluate(compiled: CompiledModel, ids, dtype: str = "float32", device="cpu",
             targets = head_targets(info, ids, compiled.alphabet, device) if offtarget else None
             sink_k, sink_v = attn.sink_k[h].to(device, adt), attn.sink_v[h].to(device, adt)
             y[:, :, h], masses[index] = attend_blocks(q[..., part], k[..., part], v[..., part], sink_k, sink_v,
-                                                      attn.kinds[h], scale[h], attn.masks[h], block, targets)
+                                                      attn.kinds[h], scale[h] / float(factors[index]), attn.masks[h], block,
+                                                      targets)
         x = x + _linear(attn.c_proj, y.to(dt).view(B, n, H * dh))
         x = x + _linear(layer_block.mlp.c_proj, F.relu(_linear(layer_block.mlp.c_fc, x)))
     logits = _linear(model.position_head, x).squeeze(-1)  # (B, n)

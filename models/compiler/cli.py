@@ -79,7 +79,7 @@ def at_least(low: int):
 
 
 def add_word_arguments(parser: argparse.ArgumentParser, lengths: list[int]) -> None:
-    """The options `softhard construct` and `softhard sweep` share: formula, words and device."""
+    """The options `softhard construct` and `softhard frontier` share: formula, words and device."""
     parser.add_argument("--formula", required=True)
     parser.add_argument("--alphabet", required=True, help="comma-separated symbols, e.g. a,b,c")
     parser.add_argument("--lengths", type=parse_lengths, default=lengths)
@@ -94,14 +94,19 @@ def language_of(args: argparse.Namespace) -> Language:
     return Language(parse(args.formula), Alphabet.from_text(args.alphabet))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `softhard construct` parser, for callers that add options of their own before parsing."""
     parser = argparse.ArgumentParser(prog="softhard construct", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_word_arguments(parser, lengths=[16, 256])
     parser.add_argument("--mode", choices=MODES, default="hard")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument("--json", action="store_true", help="JSON lines (the default output is the same lines)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         language = language_of(args)
         for length in args.lengths:

@@ -41,7 +41,8 @@ class HeadInfo:
         rightmost / leftmost maximum), softmax in the soft modes all but eps of it on the set.
         Counting heads: rule "all" (every visible word key, the uniform average) and rule
         "query" (every visible word key when s holds at the query i, else the sink); the
-        position-times head: rule "self" (key i when s holds at i, else the sink).
+        position-times head: rule "self" (key i when s holds at i, else the sink); residue heads
+        of modular counting: rule "lookup" (key j with j + 1 = #p at i, the sink when #p = 0).
         """
         ids = np.asarray(ids)
         B, n = ids.shape
@@ -51,11 +52,13 @@ class HeadInfo:
             s = label_positions(self.score_formula, ids, alphabet)
         i = np.arange(n)[:, None]
         j = np.arange(n)[None, :]
-        visible = {"strict_past": j < i, "strict_future": j > i, "past": j <= i}[self.mask]  # (n, n)
+        visible = {"strict_past": j < i, "strict_future": j > i, "past": j <= i, "none": j >= 0}[self.mask]  # (n, n)
         if self.target_rule == "all":
             cand = np.broadcast_to(visible[None], (B, n, n))
         elif self.target_rule == "self":  # the query's own key if s holds there, else the sink
             cand = s[:, :, None] & (j == i)[None]
+        elif self.target_rule == "lookup":  # the key j with j + 1 = #p at the query (the sink when #p = 0)
+            cand = (j[None] == s.cumsum(-1)[:, :, None] - 1) & visible[None]
         elif self.target_rule == "query":
             cand = s[:, :, None] & visible[None]
         else:

@@ -18,7 +18,7 @@ from softhard.models.compiler.validation import as_alphabet, validate
 
 
 def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int | None = None) -> CompiledModel:
-    """Compile a parsed formula (no modular counting) into a models.transformer.Transformer.
+    """Compile a parsed formula into a models.transformer.Transformer.
 
     Args:
         formula: a data.ltl Formula (``data.ltl.parse(text)``).
@@ -26,8 +26,9 @@ def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int 
         mode: "hard" (unique-hard rightmost/leftmost attention, exact), "soft-scaled" (softmax,
             bounded feature i/n, temperatures tau(n) from each head's gap; exact for words of
             length <= ``length``) or "soft-unbounded" (softmax at fixed temperature with the
-            unbounded features i and i^2; every temporal operator but U).
-            Counting comparisons (``#a > #b + 1``) compile in every mode.
+            unbounded feature i; X and U read the word length from a head of block 0).
+            Counting comparisons (``#a > #b + 1``) compile in every mode, modular counting
+            (``#a % 2 = 0``) in hard and soft-scaled (features i, i^2 and periodic ones).
         length: soft-scaled: the longest word length n the temperatures are set for (required);
             hard: optional, only recorded in the comparison heads' gaps.
 
@@ -37,8 +38,9 @@ def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int 
 
     Raises:
         ValueError: unknown mode, missing length, symbols outside the alphabet.
-        NotImplementedError: Modulo (any mode), U in soft-unbounded (all listed at once);
-            count coefficients summing above operators.MAX_COEFFICIENTS.
+        NotImplementedError: Modulo in soft-unbounded, with a modulus above 16 or more than
+            MAX_LEAVES residue atoms (all listed at once, one line); count coefficients summing
+            above operators.MAX_COEFFICIENTS.
     """
     alphabet = as_alphabet(alphabet)
     validate(formula, alphabet, mode, length)

@@ -1,7 +1,7 @@
 """Stage 2: the residual layout and the schedule (which layer computes which subformula).
 
 Residual stream: one coordinate ``<one>`` (constant 1), the positional features the mode uses
-(``<i/n>`` in soft-scaled, ``<i>`` and ``<i^2>`` in soft-unbounded, plus ``<1/i>`` = 1/(i+1)
+(``<i/n>`` in soft-scaled, ``<i>`` in soft-unbounded, plus ``<1/i>`` = 1/(i+1)
 when the formula counts), then one dimension per subformula (children first), one per counting
 term ``#p`` (holding the fraction #p/(i+1), the only non-0/1 coordinates) and one per auxiliary
 target indicator ``q | !p`` of S/U.
@@ -12,7 +12,11 @@ one attention layer; Boolean connectives and ``+ -`` add none):
   token embedding, a lookup table from the symbol to every local node's value;
 - attention nodes (temporal operators, ``#p``, comparisons) of depth d: heads in block d - 1;
   (soft-unbounded F p and G p add two layers: one for z_k = k p_k, ``PositionTimes``, one for
-  themselves);
+  themselves; soft-unbounded X and U read N ~ n from the word-length head of block 0, so it sits in
+  block 1 at the earliest);
+- ``t % m = r``: the residue atoms ``[#p % m = a]`` (``ResidueAtom``, one head each) in the block
+  after their count, the test itself as a truth table over them in that block's MLP (m <= 3,
+  where the raw atoms are near 0/1) or the next one (m > 3, after the atoms are snapped);
 - other Boolean nodes of depth d: the MLP of block d - 1, as one truth table over their
   *leaves* (the nodes below them, reached through Boolean connectives, that an earlier block,
   the embedding or this block's heads compute), which are all ready by then;
@@ -35,6 +39,7 @@ from softhard.data.ltl.syntax import (
     Count,
     Formula,
     Integer,
+    Modulo,
     Node,
     uses_counting,
 )
@@ -44,19 +49,33 @@ from softhard.models.compiler.operators import (
     POS_I2,
     POS_IN,
     POS_INV,
+    WORD_LENGTH,
     PositionTimes,
+    ResidueAtom,
+    WordLength,
     aux_score,
+    linear_term,
+    modulo_value,
+    periodic_features,
+    residue_atoms,
     is_boolean,
     is_temporal,
 )
 
 MAX_LEAVES = 12  # a truth table over k leaves takes up to 2^k ReLU pairs (assemble.py)
-FEATURES = {"hard": [], "soft-scaled": [("i/n", POS_IN)], "soft-unbounded": [("i", POS_I), ("i^2", POS_I2)]}
+FEATURES = {"hard": [], "soft-scaled": [("i/n", POS_IN)], "soft-unbounded": [("i", POS_I)]}
+# the position and its square the residue lookups of modular counting score with (both modes)
+LOOKUP_FEATURES = [("i", POS_I), ("i^2", POS_I2)]
 
 
 def needs_position_times(node: Node, mode: str) -> bool:
     """soft-unbounded F and G read z_k = k p_k, computed by one extra head first."""
     return mode == "soft-unbounded" and is_temporal(node) and node.op in ("F", "G")
+
+
+def needs_word_length(node: Node, mode: str) -> bool:
+    """soft-unbounded X and U read N ~ n, computed by the word-length head in block 0."""
+    return mode == "soft-unbounded" and is_temporal(node) and node.op in ("X", "U")
 
 
 def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
@@ -65,18 +84,25 @@ def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
     if node in memo:
         return memo[node]
     below = max((layer_depth(child, memo, mode, known) for child in node.children()), default=0)
+    if isinstance(node, Modulo):  # its truth table reads the residue atoms, one head after the counts
+        below = 1 + max((layer_depth(count, memo, mode, known) for count in linear_term(node.term)[0]), default=-1)
     if is_temporal(node) and node.op in ("S", "U"):  # its heads read q | !p, which may take a layer of its own
         below = max(below, layer_depth(aux_score(node), memo, mode, known))
+    if needs_word_length(node, mode):
+        below = max(below, 1)
     adds = is_temporal(node) or isinstance(node, (Count, Compare))
     if is_boolean(node) and below > 0:  # too many leaves for one truth table: a layer of its own
         adds = len(boolean_leaves(node, known.__contains__, memo, below)) > MAX_LEAVES
+    if isinstance(node, Modulo) and node.modulus > 3 and below > 0:  # raw residue atoms go down to -1/(1 - cos(2 pi/m))
+        adds = True
     memo[node] = below + int(adds) + int(needs_position_times(node, mode))
     return memo[node]
 
 
 def is_attention_node(node) -> bool:
-    """Computed by attention heads: temporal operators, counts, comparisons, position-times."""
-    return is_temporal(node) or isinstance(node, (Count, Compare, PositionTimes))
+    """Computed by attention heads: temporal operators, counts, comparisons, position-times, word
+    length, residue atoms."""
+    return is_temporal(node) or isinstance(node, (Count, Compare, PositionTimes, WordLength, ResidueAtom))
 
 
 @dataclass
@@ -106,12 +132,23 @@ def plan(formula: Formula, mode: str) -> Layout:
                 known.add(helper)
                 aux.add(helper)
                 nodes.insert(nodes.index(node), helper)  # before its user; its operands come earlier
+        if needs_word_length(node, mode) and WORD_LENGTH not in known:
+            known.add(WORD_LENGTH)
+            nodes.insert(0, WORD_LENGTH)
         if needs_position_times(node, mode):
             z = PositionTimes(node.arg)
             if z not in known:
                 known.add(z)
                 nodes.insert(nodes.index(node), z)
+        if isinstance(node, Modulo):
+            for atom in residue_atoms(node):
+                if atom not in known:
+                    known.add(atom)
+                    nodes.insert(nodes.index(node), atom)
+    moduli = sorted({node.modulus for node in nodes if isinstance(node, Modulo)})
     features = list(FEATURES[mode]) + ([("1/i", POS_INV)] if uses_counting(formula) else [])
+    if moduli:
+        features += LOOKUP_FEATURES + [f for m in moduli for f in periodic_features(m)]
     coordinates = [ONE] + [name for _, name in features] + nodes
     index = {c: d for d, c in enumerate(coordinates)}
     memo: dict = {}
@@ -119,6 +156,10 @@ def plan(formula: Formula, mode: str) -> Layout:
     for node in nodes:
         if isinstance(node, PositionTimes):
             memo[node] = layer_depth(node.arg, memo, mode, known) + 1
+        elif isinstance(node, WordLength):
+            memo[node] = 1
+        elif isinstance(node, ResidueAtom):
+            memo[node] = layer_depth(node.count, memo, mode, known) + 1
         else:
             layer_depth(node, memo, mode, known)
     attention = [[] for _ in range(depth)]
@@ -154,6 +195,8 @@ def boolean_leaves(node: Formula, has_dimension, depth: dict, block_depth: int, 
             return [node]
     if isinstance(node, Constant):
         return []
+    if isinstance(node, Modulo):
+        return residue_atoms(node)
     found = []
     for child in node.children():
         for leaf in boolean_leaves(child, has_dimension, depth, block_depth, top=False):
@@ -168,6 +211,8 @@ def boolean_value(node: Formula, assignment: dict) -> bool:
         return assignment[node]
     if isinstance(node, Constant):
         return node.value
+    if isinstance(node, Modulo):
+        return modulo_value(node, assignment)
     if node.op == "!":
         return not boolean_value(node.arg, assignment)
     left, right = boolean_value(node.left, assignment), boolean_value(node.right, assignment)

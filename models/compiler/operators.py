@@ -52,20 +52,28 @@ Scores per mode (beta = 1/2, eps = EPSILON, n the longest word for soft-scaled):
   tau(n) = gap / log((n + 1) / eps): each of the <= n+1 other keys gets weight <= eps/(n+1)
   of the chosen ones, so the output is within eps of the hard output, for every word of length
   <= n (shorter words only widen the gap).
-* ``soft-unbounded`` (softmax, fixed tau, unbounded features i and i^2):
+* ``soft-unbounded`` (softmax, fixed tau, unbounded feature i):
   - Y, O, H, S: score = 2 i s_j + j (Y: j), sink i - 1/2 (Y: -1/2). The rightmost target
     scores >= 2i + j* and beats the other targets by >= 1 and the sink by >= i + 1/2; without a
     target the sink beats the non-targets (j <= i - 1) by >= 1/2. Scores are distinct multiples
     of 1/2: gap = 1/2 whatever n is.
-  - X: score = -j^2 + 2(i+1) j = (i+1)^2 - (j-i-1)^2, sink -1/2: the next position beats every
-    other key by >= 1/2, scores being distinct per distance: gap = 1/2.
   - F, G: one extra layer first computes z_k ~ k p_k (a "position-times" head, below); then
     F p: score = 2 z_k - k = k (2 p_k - 1), sink 0: targets score +k >= i+1, non-targets -k <=
     -(i+1), all distinct integers (up to the z error): gap 1 (1 - 4 delta_z). G p: s = 1 - p,
     score = k - 2 z_k. So F/G of operand depth d sit in layer d + 1 (not d) in this mode.
-  - U: not constructed (NotImplementedError). The leftmost target must beat the next target by
-    a fixed margin, so target scores fall without bound along the word, yet must stay above a
-    non-target at i+1 whose score depends on i alone: no bilinear score does both at fixed tau.
+  - X, U: no score affine in (1, i, i^2, local Booleans) does it (the leftmost target must beat the
+    next target by a fixed margin, so target scores fall without bound along the word, yet must
+    stay above a non-target at i+1 whose score depends on i alone), but one earlier head gives
+    an n-dependent query: the word-length head (below) writes N ~ n, then
+    score = (N + 1) s_j - j, sink -1/2: targets score >= n + 1 - (n - 1) = 2 and the leftmost
+    beats the next by 1, non-targets score -j <= -(i+1) <= -1, the sink beats them by >= 1/2
+    when there is no target: gap 1/2. Three families of competitors (targets, sink,
+    non-targets), each spaced >= 1 apart: tau = gap / log(1 + 3/eps). X is U with s_j = 1
+    (every key a target, the next one wins by 1). Both wait for block 1. Scores are of size n
+    (not n^2, as an earlier X score (i+1)^2 - (j-i-1)^2 over i and i^2 was): fp32 keeps them.
+  - word-length head for N = n (operator "n"): mask none, score 0 on every word key, sink -1,
+    value 2j + 1: the average over j < n is n, less the sink's weight w <= e^{-1/tau}/n times
+    n: error <= e^{-1/tau} = eps/2 whatever n is. Numeric, not snapped; shared by every X and U.
   - position-times head for z_k = k p_k (operator "i*"): mask past, query 2 p_k - 1, key k + 1,
     sink key 0, value k (the feature i): score (2p_k - 1)(m + 1) at key m <= k. With p_k = 1
     the self key wins by 1 over m = k-1 (the sink by k+1); with p_k = 0 the sink wins by >= 1.
@@ -87,11 +95,13 @@ from softhard.data.ltl.syntax import (
     Count,
     Formula,
     Integer,
+    Modulo,
     Term,
     Unary,
 )
 
 ONE, POS_I, POS_I2, POS_IN, POS_INV = "<one>", "<i>", "<i^2>", "<i/n>", "<1/i>"
+POS_PARITY = "<(-1)^i>"
 EPSILON = 1e-3  # soft modes: the largest attention error per head (the MLP snaps errors < 3/8 away)
 BETA = 0.5  # soft-scaled: weight of the j/n tie-breaking term
 D_HEAD = 2
@@ -121,6 +131,7 @@ class HeadSpec:
     out_bias: float
     gap: float  # the least score margin of the chosen keys over every other visible key
     tau: float = 1.0  # the fixed temperature (attn.tau); 1 in hard mode
+    sink_v: float = 0.0  # the sink's value (coordinate 0)
     notes: str = ""
     needs: list = field(default_factory=list)  # residual coordinates it reads
 
@@ -177,10 +188,10 @@ def build_head(node: Formula, mode: str, length: int | None) -> HeadSpec:
         tau = gap / math.log((length + 1) / EPSILON)
     elif mode == "soft-unbounded":
         kind = "softmax"
-        if op == "X":
-            q, k = [{ONE: _SQ}, {POS_I: 2 * _SQ, ONE: 2 * _SQ}], [{POS_I2: -1.0}, {POS_I: 1.0}]
-            sink_k, gap = (-0.5, 0.0), 0.5
-            notes = "score (i+1)^2 - (j-i-1)^2, sink -1/2"
+        if op in ("X", "U"):
+            q, k = [{WORD_LENGTH: _SQ, ONE: _SQ}, {ONE: _SQ}], [s, {POS_I: -1.0}]
+            sink_k, gap = (0.0, -0.5), 0.5
+            notes = "score (N + 1) s_j - j with N ~ n (word-length head), sink -1/2"
         elif past:
             q = [{POS_I: 2 * _SQ} if op != "Y" else zero, {ONE: _SQ}]
             k = [s, {POS_I: 1.0}]
@@ -194,7 +205,7 @@ def build_head(node: Formula, mode: str, length: int | None) -> HeadSpec:
             notes = "score k (2 p_k - 1), sink 0" if op == "F" else "score k (1 - 2 p_k), sink 0"
         else:
             raise NotImplementedError(f"operator {op} has no construction in mode 'soft-unbounded'")
-        tau = gap / math.log(1 + 2 / EPSILON)
+        tau = gap / math.log(1 + (3 if op in ("X", "U") else 2) / EPSILON)
     else:
         raise ValueError(f"unknown mode {mode!r}")
 
@@ -334,8 +345,119 @@ def build_position_times_head(z: PositionTimes) -> HeadSpec:
     )
 
 
+@dataclass(frozen=True)
+class WordLength:
+    """The numeric coordinate N ~ n, the word's length (soft-unbounded X and U)."""
+
+    def __str__(self) -> str:
+        return "<n>"
+
+
+WORD_LENGTH = WordLength()
+
+
+def build_word_length_head() -> HeadSpec:
+    gap = 1.0
+    return HeadSpec(
+        node=WORD_LENGTH, op="n", mask="none", hard_kind="average", kind="softmax", target_rule="all",
+        score_formula=None, q=[{ONE: _SQ}, {}], k=[{}, {}], v={POS_I: 2.0, ONE: 1.0}, sink_k=(-gap, 0.0),
+        out_coef=1.0, out_bias=0.0, gap=gap, tau=gap / math.log(1 + 2 / EPSILON),
+        notes="uniform over every key, value 2j + 1: n; score 0, sink -1", needs=[POS_I, ONE],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Modular counting ``t % m = r`` by lookup (hard and soft-scaled)
+#
+# t = sum_k c_k #p_k + c0 is reduced count by count: t % m = (sum_k c_k (#p_k % m) + c0) % m, a
+# Boolean function of the *residue atoms* [#p_k % m = a], a = 0..m-2 (a = m-1 when none holds),
+# computed by the MLP as a truth table (so (m - 1) * counts <= MAX_LEAVES).
+# A residue atom's head (operator "mod") reads the count fraction c = #p/(i+1) at the query and
+# attends to the key j with j + 1 = #p (the sink stands for j + 1 = 0, i.e. #p = 0): mask past,
+#   score(j) = [2 #p (j+1) - (j+1)^2] / (i+1) = [#p^2 - (j + 1 - #p)^2] / (i+1)
+# from query (c, -1/(i+1)) and key (2(j+1), (j+1)^2), affine in the features i and i^2 (hard), or
+# divided by n, from key (2(j+1)/n, (j+1)^2/n) (soft-scaled: scores stay <= 1). The features i
+# and i^2 are in the residual stream in soft-scaled mode too: the word-relative i/n cannot do it,
+# as the key j + 1 = #p must be found
+# on every word of length <= n, and no score in j/T, (j/T)^2 with query coefficients affine in
+# #p/(i+1), 1/(i+1) peaks at j + 1 = #p independently of the word length T. The
+# sink scores 0 (= score at j + 1 = 0). The one maximum is j + 1 = #p, ahead of the keys d steps
+# away by d^2/(i+1) (hard) or d^2/(n(i+1)) (soft-scaled): gap 1/n, resp. 1/n^2 at i + 1 = n.
+# Value cos(2 pi (j + 1 - a)/m), affine in the periodic features ((-1)^j for m = 2, cos and sin of
+# 2 pi j/m otherwise); the sink's value cos(2 pi a/m). It is 1 where #p = a mod m and
+# <= cos(2 pi/m) elsewhere: output (y - cos(2 pi/m)) / (1 - cos(2 pi/m)), snapped to 0/1.
+# soft-unbounded: no construction: the gap 1/(i+1) shrinks with i, and scaling the score by i + 1
+# needs the count #p itself at the query, a product of two residual coordinates.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResidueAtom:
+    """The 0/1 coordinate [#p % m = a]."""
+
+    count: Count
+    m: int
+    a: int
+
+    def __str__(self) -> str:
+        return f"<{self.count} % {self.m} = {self.a}>"
+
+
+def residue_atoms(node: Modulo) -> list:
+    """The residue atoms ``t % m = r`` is a truth table of: a = 0..m-2 for each count in t."""
+    coefs, _ = linear_term(node.term)
+    return [ResidueAtom(count, node.modulus, a) for count in coefs for a in range(node.modulus - 1)]
+
+
+def modulo_value(node: Modulo, atoms: dict) -> bool:
+    """``t % m = r`` from the residue atoms' values (a count whose atoms are all 0 has residue m - 1)."""
+    coefs, c0 = linear_term(node.term)
+    m = node.modulus
+    total = c0 + sum(c * next((a for a in range(m - 1) if atoms[ResidueAtom(count, m, a)]), m - 1)
+                     for count, c in coefs.items())
+    return total % m == node.residue
+
+
+def periodic_features(m: int) -> list:
+    """(feature name for models.positional, coordinate) of the period-m features."""
+    names = ["(-1)^i"] if m == 2 else [f"cos(2pi i/{m})", f"sin(2pi i/{m})"]
+    return [(name, f"<{name}>") for name in names]
+
+
+def build_residue_head(atom: ResidueAtom, mode: str, length) -> HeadSpec:
+    m, a = atom.m, atom.a
+    q = [{atom.count: _SQ}, {POS_INV: -_SQ}]
+    if mode == "hard":
+        k = [{POS_I: 2.0, ONE: 2.0}, {POS_I2: 1.0, POS_I: 2.0, ONE: 1.0}]
+        gap, tau = (1.0 / length if length else 1.0), 1.0
+        notes = "score [#p^2 - (j+1-#p)^2]/(i+1), sink 0 (j + 1 = 0)"
+    else:
+        k = [{POS_I: 2.0 / length, ONE: 2.0 / length}, {POS_I2: 1.0 / length, POS_I: 2.0 / length, ONE: 1.0 / length}]
+        gap = 1.0 / length**2
+        tau = gap / math.log((length + 1) / EPSILON)
+        notes = "score [#p^2 - (j+1-#p)^2]/(n(i+1)), sink 0 (j + 1 = 0)"
+    phase = 2 * math.pi * (1 - a) / m  # value cos(2 pi j/m + phase) = cos(2 pi (j + 1 - a)/m)
+    if m == 2:
+        v = {POS_PARITY: math.cos(phase)}
+    else:
+        (_, cos_m), (_, sin_m) = periodic_features(m)
+        v = {cos_m: math.cos(phase), sin_m: -math.sin(phase)}
+    near = math.cos(2 * math.pi / m)  # the largest value off the residue
+    return HeadSpec(
+        node=atom, op="mod", mask="past", hard_kind="rightmost", kind="rightmost" if mode == "hard" else "softmax",
+        target_rule="lookup", score_formula=atom.count.arg, q=q, k=k, v=v, sink_k=(0.0, 0.0),
+        out_coef=1.0 / (1.0 - near), out_bias=-near / (1.0 - near), gap=gap, tau=tau,
+        sink_v=math.cos(2 * math.pi * a / m), notes=notes + f"; value cos(2 pi (j+1-{a})/{m})",
+        needs=sorted({key for d in q + k + [v] for key in d}, key=str),
+    )
+
+
 def build_heads(node, mode: str, length) -> list:
     """Every head that computes ``node`` (one, or two for some comparisons)."""
+    if isinstance(node, WordLength):
+        return [build_word_length_head()]
+    if isinstance(node, ResidueAtom):
+        return [build_residue_head(node, mode, length)]
     if isinstance(node, PositionTimes):
         return [build_position_times_head(node)]
     if isinstance(node, Count):
@@ -345,11 +467,17 @@ def build_heads(node, mode: str, length) -> list:
     return [build_head(node, mode, length)]
 
 
+def is_numeric(node) -> bool:
+    """Attention outputs that are numbers, not 0/1 truth values (the MLP does not snap them)."""
+    return isinstance(node, (Count, PositionTimes, WordLength))
+
+
 def is_temporal(node: Formula) -> bool:
     return isinstance(node, (Unary, Binary)) and node.op in DIRECTION
 
 
 def is_boolean(node: Formula) -> bool:
-    return isinstance(node, Constant) or (isinstance(node, Unary) and node.op == "!") or (
+    """Computed by an MLP truth table (Modulo: over its residue atoms)."""
+    return isinstance(node, (Constant, Modulo)) or (isinstance(node, Unary) and node.op == "!") or (
         isinstance(node, Binary) and node.op in ("&", "|", "->", "<->")
     )

@@ -1,6 +1,8 @@
-"""`softhard sweep`: the largest temperature at which a soft-scaled construction stays exact, against n.
+"""`softhard frontier`: the largest temperature at which a soft-scaled construction stays exact, against n.
 
-    softhard sweep --formula "(a S b) S (Y (c U a))" --alphabet a,b,c --lengths 16,256,4096,100000 \\
+(`softhard sweep`, its name before, stays an alias for one release.)
+
+    softhard frontier --formula "(a S b) S (Y (c U a))" --alphabet a,b,c --lengths 16,256,4096,100000 \\
         --dtypes float32,bfloat16 --out runs/sweep --device cuda --words 4 --seed 0
 
 For each length n the formula is compiled in soft-scaled mode for n; its heads' temperatures
@@ -18,6 +20,10 @@ Writes under ``--out`` (each file to a temporary name first, then renamed):
   critical_temperature.png  critical tau vs n, log-log, per dtype; theory tau(n) dashed; an x at
                             tau(n) where a dtype is never exact, a dotted line at n = 1/spacing
   offtarget_mass.png        the largest off-target attention mass at the theory temperature vs n
+  frontier.csv              the per-head frontier (``frontier.py``; not with ``--no-per-head``):
+                            each head's own largest exact factor, the others at the theory's
+  frontier_<family>.png     per operator family (tie-breaking, set-valued, comparison): critical
+                            tau per head against n, with the two predicted laws as lines
 
 Columns of sweep.csv:
   length                 n: the words' length and the n the temperatures are compiled for
@@ -42,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import sys
 from pathlib import Path
@@ -56,34 +61,13 @@ from softhard.models.compiler.blocked import DTYPES, evaluate
 from softhard.models.compiler.cli import add_word_arguments, at_least, language_of
 from softhard.models.compiler.compiled import CompiledModel
 from softhard.models.compiler.compiling import compile_formula
+from softhard.models.compiler.frontier import COLUMNS as FRONTIER_COLUMNS
+from softhard.models.compiler.frontier import critical_factor, plot_families, run_frontier
 from softhard.models.compiler.operators import BETA, EPSILON
 
-BRACKET = 4.0  # the bracket grows by this factor per test
-C_MIN, C_MAX = BRACKET**-4, BRACKET**8  # the factors searched
 COLUMNS = ("length", "dtype", "words", "theory_tau", "theory_exact", "theory_accuracy", "theory_offtarget_mass",
            "critical_factor", "critical_tau", "exact_in_range", "score_gap", "feature_spacing", "resolvable",
            "evaluations")
-
-
-def critical_factor(exact, exact_at_one: bool, steps: int) -> float | None:
-    """The largest c in [C_MIN, C_MAX] with exact(c), for exact monotone (True up to some c*, then False).
-
-    exact_at_one is exact(1), already known. Brackets c* by factors of BRACKET from 1, then bisects
-    the bracket in log c ``steps`` times. None when exact(C_MIN) is False; C_MAX when exact(C_MAX).
-    """
-    good, bad = (1.0, None) if exact_at_one else (None, 1.0)
-    while bad is None and good < C_MAX:
-        c = good * BRACKET
-        good, bad = (c, None) if exact(c) else (good, c)
-    while good is None and bad > C_MIN:
-        c = bad / BRACKET
-        good, bad = (c, bad) if exact(c) else (None, c)
-    if good is None or bad is None:
-        return good
-    for _ in range(steps):
-        mid = math.sqrt(good * bad)
-        good, bad = (mid, bad) if exact(mid) else (good, mid)
-    return good
 
 
 def sweep_point(compiled: CompiledModel, ids: np.ndarray, truth: np.ndarray, dtype: str, device: str,
@@ -137,10 +121,10 @@ def _replace(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path, columns=COLUMNS) -> None:
     def write(tmp):
         with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
@@ -206,23 +190,35 @@ def _dtypes(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="softhard sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog="softhard frontier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_word_arguments(parser, lengths=[16, 256, 4096])
     parser.add_argument("--dtypes", type=_dtypes, default=["float32", "bfloat16"], help="comma-separated")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"))
     parser.add_argument("--steps", type=at_least(0), default=10, help="bisection steps (default: %(default)s)")
+    parser.add_argument("--no-per-head", dest="per_head", action="store_false",
+                        help="skip the per-head frontier (frontier.csv, frontier_<family>.png)")
     args = parser.parse_args(argv)
     try:
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out} is a file, not a folder")
         language = language_of(args)
         rows = run_sweep(language, args.lengths, args.dtypes, args.words, args.seed, args.device, args.steps)
+        heads = []
+        if args.per_head:
+            with tqdm(total=len(args.lengths) * len(args.dtypes), desc="per-head frontier", unit="point") as progress:
+                heads = run_frontier(language, args.lengths, args.dtypes, args.words, args.seed, args.device,
+                                     args.steps, progress)
         args.out.mkdir(parents=True, exist_ok=True)
         plot(rows, args.out)
+        figures = plot_families(heads, args.out, _finish)
         write_csv(rows, args.out / "sweep.csv")
+        if args.per_head:
+            write_csv(heads, args.out / "frontier.csv", FRONTIER_COLUMNS)
     except (ValueError, NotImplementedError, OSError) as error:
-        print(f"softhard sweep: error: {error}", file=sys.stderr)
+        print(f"softhard frontier: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out / 'sweep.csv'}, critical_temperature.png and offtarget_mass.png ({len(rows)} rows)")
+    written = ["sweep.csv", "critical_temperature.png", "offtarget_mass.png"] + (["frontier.csv"] if args.per_head
+                                                                                 else []) + figures
+    print(f"wrote {', '.join(written)} under {args.out} ({len(rows)} + {len(heads)} rows)")
     return 0

@@ -1,20 +1,21 @@
 """Stage 1: static validation. Fails fast, listing every problem in one error.
 
 Checks the mode, the length (soft-scaled), the alphabet (it must cover the formula's
-symbols) and the operators: modular counting (``Modulo``) is not compiled, and
-``soft-unbounded`` has no construction for until (U) (see ``operators.py``). Unsupported operators raise ``NotImplementedError`` naming each one with
-its subformula; malformed arguments raise ``ValueError``.
+symbols) and the operators: modular counting (``Modulo``) has no soft-unbounded construction and
+is built for moduli up to ``MAX_PERIOD`` with at most ``MAX_LEAVES`` residue atoms (see
+``operators.py``). Unsupported operators raise ``NotImplementedError`` naming each one with its
+subformula and the reason, one line each; malformed arguments raise ``ValueError``.
 """
 
 from __future__ import annotations
 
 from softhard.data.alphabet import Alphabet
-from softhard.data.ltl.syntax import Binary, Formula, Modulo, Unary
+from softhard.data.ltl.syntax import Formula, Modulo
+from softhard.models.compiler.layout import MAX_LEAVES
+from softhard.models.compiler.operators import residue_atoms
+from softhard.models.positional import MAX_PERIOD
 
 MODES = ("hard", "soft-unbounded", "soft-scaled")
-
-# operators with no construction in a mode (beyond counting, which no mode supports yet)
-UNSUPPORTED_IN_MODE = {"soft-unbounded": ("U",)}
 
 
 def as_alphabet(alphabet) -> Alphabet:
@@ -38,15 +39,24 @@ def validate(formula: Formula, alphabet: Alphabet, mode: str, length) -> None:
     if missing:
         problems.append(f"formula {formula} uses symbols {missing} not in the alphabet {alphabet}")
     if problems:
-        raise ValueError("cannot compile:\n  " + "\n  ".join(problems))
+        raise ValueError("cannot compile: " + "; ".join(problems))
 
-    unsupported = []
-    for node in formula.walk():
-        if isinstance(node, Modulo):
-            unsupported.append(f"counting operator Modulo (%) in `{node}`: modular counting is not compiled in any "
-                               "mode (it is outside what softmax attention is known to simulate)")
-        elif isinstance(node, (Unary, Binary)) and node.op in UNSUPPORTED_IN_MODE.get(mode, ()):
-            unsupported.append(f"operator {node.op} in `{node}` has no construction in mode {mode!r} "
-                               "(the leftmost target needs n-dependent scores; use 'soft-scaled' or 'hard')")
+    unsupported = [problem for node in formula.walk() if isinstance(node, Modulo)
+                   for problem in [modulo_problem(node, mode)] if problem]
     if unsupported:
-        raise NotImplementedError("cannot compile:\n  " + "\n  ".join(unsupported))
+        raise NotImplementedError("cannot compile: " + "; ".join(unsupported))
+
+
+def modulo_problem(node: Modulo, mode: str) -> str | None:
+    """Why ``t % m = r`` cannot be compiled in ``mode`` (one line), or None."""
+    where = f"modular counting (%) in `{node}`"
+    if mode == "soft-unbounded":
+        return (f"{where} has no construction in mode 'soft-unbounded': the lookup of #p's residue separates "
+                "keys by 1/(i+1), which no fixed temperature keeps for every length (use 'hard' or 'soft-scaled')")
+    if node.modulus > MAX_PERIOD:
+        return f"{where}: modulus {node.modulus} above {MAX_PERIOD}, the longest period of the periodic features"
+    atoms = len(residue_atoms(node))
+    if atoms > MAX_LEAVES:
+        return (f"{where}: {atoms} residue atoms ((m - 1) per count) exceed the {MAX_LEAVES} leaves of one truth "
+                "table (split the term)")
+    return None
