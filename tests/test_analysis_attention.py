@@ -81,7 +81,7 @@ def fake_runs(tmp_path_factory) -> dict:
         "hard": write_fake_run(out / "oracle-hard", ORACLE, ALPHABET, "hard"),
         "soft": write_fake_run(out / "oracle-soft", ORACLE, ALPHABET, "soft-scaled", seed=1),
         "majority": write_fake_run(out / "majority-hard", "#a > #b", "a,b", "hard", seed=2),
-        "parity": write_fake_run(out / "parity", "#a % 2 = 0", "a,b", attention=False),
+        "parity": write_fake_run(out / "parity", "#a % 17 = 0", "a,b", attention=False),  # modulus 17: no construction
         "no_attention": write_fake_run(out / "since-no-attention", ORACLE, ALPHABET, attention=False),
     }
 
@@ -252,7 +252,7 @@ def test_tiny_grid_by_length_refuses_mixed_formulas(tiny_grid):
 
 
 def test_unsupported_and_missing_attention_are_skipped(fake_runs):
-    with pytest.raises(RunSkipped, match=r"#a % 2 = 0.*Modulo") as error:
+    with pytest.raises(RunSkipped, match=r"#a % 17 = 0.*modulus 17") as error:
         att.construction_for(fake_runs["parity"])
     assert "\n" not in str(error.value)
     with pytest.raises(RunSkipped, match="no saved attention"):

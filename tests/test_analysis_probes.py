@@ -108,13 +108,13 @@ def test_the_spread_is_the_standard_deviation_over_folds():
 
 
 def test_unsupported_and_constant_subformulas_are_noted():
-    formula = parse("(#a % 2 = 0) | (a & true)")  # modular counting: no construction; `true` is constant
+    formula = parse("(#a % 17 = 0) | (a & true)")  # modulus 17: no construction; `true` is constant
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=2, n_layers=1, n_heads=2, d_model=8, d_ff=16))
     words = sample_words(Language(formula, Alphabet(("a", "b"))), [4, 6], per_label=10, seed=1)
     table = probe_model(model, formula, "a,b", words)
     assert table.construction_layer.isna().all()
-    assert table.note.str.contains("no construction").all() and table.note.str.contains("Modulo").all()
+    assert table.note.str.contains("no construction").all() and table.note.str.contains("modulus 17").all()
     constant = table[table.subformula == "true"]
     assert constant.accuracy.isna().all() and constant.note.str.contains("constant").all()
     probed = table[table.subformula != "true"].accuracy
