@@ -135,7 +135,8 @@ def test_a_grid_anywhere_trains_registry_languages_with_the_package_settings(tmp
     """A grid file in a folder of its own, naming a registry language and nothing else, resolves to the
     language's full config of the previous layout (tests/fixtures/resolved_configs.json) but for the keys
     the grid sets."""
-    fixture = json.loads((ROOT / "tests" / "fixtures" / "resolved_configs.json").read_text())["configs"]
+    from tests.test_configs import PREVIOUS as fixture  # the previous layout's configs, with the defaults changed since
+
     (run,) = load_grid(write_grid(tmp_path, "languages: [dyck_depth3]\n"), tmp_path / "out")
     assert run.configs == [package_configs() / "dyck_depth3.yaml"]
     resolved = flatten(resolve(run.train_args()))
