@@ -267,7 +267,7 @@ def model_batches(model: Transformer, words: Iterable[np.ndarray], construction:
     counterparts' targets (counterpart_targets) as a third element when ``construction`` is given."""
     for ids in words:
         output = model(torch.as_tensor(np.asarray(ids), dtype=torch.long), return_attention=True)
-        batch = [s.float() for s in output.scores], [a.float() for a in output.attention]
+        batch = [s.float() for s in output.attention_logits], [a.float() for a in output.attention]
         if construction is not None:
             H = output.attention[0].shape[1]
             batch += (counterpart_targets(construction, counterparts, ids, len(output.attention), H),)
@@ -279,7 +279,7 @@ def saved_batches(run: RunFolder, construction: CompiledModel | None = None,
     """The run's saved probe words one at a time, as batches of one word (memory: one word),
     with the counterparts' targets as in model_batches."""
     for word in run.attention_words():
-        batch = [s[None] for s in word.scores], [a[None] for a in word.attention]
+        batch = [s[None] for s in word.attention_logits], [a[None] for a in word.attention]
         if construction is not None:
             H = word.attention[0].shape[0]
             batch += (counterpart_targets(construction, counterparts, word.ids[None], len(word.attention), H),)

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from softhard.analysis.runs import RunFolder, RunSkipped, collect_runs, describe, find_runs, wandb_runs
+from softhard.analysis.runs import RunFolder, RunSkipped, collect_runs, find_runs, wandb_runs
 from softhard.models.temperature import TemperatureSchedule
+from softhard.train.run_folder import setting_label
 from tests.conftest import TINY_GRID
 
 
@@ -111,8 +112,8 @@ def test_run_info_without_the_formula_is_skipped(tmp_path):
 
 @pytest.mark.parametrize("value, label", [(["i/n"], "i/n"), (["i", "sinusoidal"], "i+sinusoidal"), ([], "none"),
                                           ("log_n", "log_n"), ([["fixed", "log_n"], ["n", "fixed"]], "fixed+log_n|n+fixed")])
-def test_describe(value, label):
-    assert describe(value) == label
+def test_setting_label(value, label):
+    assert setting_label(value) == label
 
 
 def test_wandb_runs_reads_config_and_per_bin_summaries():

@@ -42,13 +42,13 @@ from softhard.models.compiler import MODES, CompiledModel, compile_formula
 from softhard.train import plots
 from softhard.train.callbacks import capture_attention
 from softhard.train.data import LanguageDataModule
-from softhard.train.evaluation import append_table, length_generalization
-from softhard.train.metrics import JsonlLogger
+from softhard.train import run_folder
+from softhard.train.evaluation import length_generalization
+from softhard.train.jsonl_logger import JsonlLogger
 from softhard.train.module import LanguageModel
-from softhard.train.run_folder import LAST_CHECKPOINT, LENGTH_TABLE, write_run_info
+from softhard.train.run_folder import ACCURACY_FIGURE, CONFIG, LAST_CHECKPOINT, write_run_info
 
 COMPILE_FACTOR = 100  # soft-scaled: compiled for words up to COMPILE_FACTOR x the claimed train length
-CONFIG = "config.yaml"
 
 
 def compile_length(mode: str, max_length: int) -> int | None:
@@ -102,8 +102,8 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
                        cpu_threads=torch.get_num_threads())
         JsonlLogger(staging).log_metrics(validation_metrics(module, data), step=0)
         table = length_generalization(module, data.test_splits(), step=0, progress=False)
-        append_table(table, staging / LENGTH_TABLE)
-        plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / "accuracy_by_length.png")
+        run_folder.append_length_rows(staging, table)
+        plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / ACCURACY_FIGURE)
         if probe_words:
             capture_attention(module, data.dataset, staging, probe_words)
         os.replace(staging, run_dir)  # onto an empty folder too
