@@ -27,7 +27,7 @@ tied with the top logit within TIE_RTOL. Queries without a competitor (only the 
 every visible key in M) have no gap: they are left out of every statistic and counted
 (``no_competitor``).
 
-Per query this module measures, from a head's logits (the saved ``scores`` of a run, or a model
+Per query this module measures, from a head's logits (the saved ``attention_logits`` of a run, or a model
 run on given words): the logit gap G of M over the rest, the raw gap g = G * tau_eff, the
 spread of M, the L1 distance of the attention row to that row renormalised onto M (2 x the
 weight off M; average-hard attention on M when M ties), and the lemma's bound 2 m exp(-G).
