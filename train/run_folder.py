@@ -11,8 +11,9 @@ write, and the one place train/ writes it through and analysis/ reads it through
     accuracy_by_length.png, attention_maps.png   figures
 
 Also here: how an earlier attempt's folder is finished (state, finish, forget_after), and which
-config keys are bookkeeping rather than settings (BOOKKEEPING_KEYS). No Lightning: the grid
-runner (train/grid.py) uses this module.
+config keys are bookkeeping rather than settings (BOOKKEEPING_KEYS), and how a setting is labelled
+in tables (setting_label). No Lightning (torch for the attention records and the model, pandas for
+the tables): the grid runner (train/grid.py) uses this module.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ LENGTH_TABLE = "length_generalization.csv"
 LENGTH_COLUMNS = ["step", "split", "length", "words", "string_accuracy", "position_accuracy", "word_position_accuracy"]
 LENGTHGEN_PREFIX = "lengthgen/"  # the metrics.jsonl keys of a length-generalization evaluation
 EVALUATION_TABLE = "evaluation.csv"
-# then tau_L<l>H<h> per head (gap-rule rows)
+# evaluation.csv's first columns, then tau_L<l>H<h> per head (the gap rule's temperatures)
 EVALUATION_COLUMNS = ["attention", "length", "words", "string_accuracy", "position_accuracy", "softmax_heads", "kinds"]
 ATTENTION = "attention"
 ACCURACY_FIGURE = "accuracy_by_length.png"
@@ -81,7 +82,7 @@ BOOKKEEPING_KEYS = frozenset(RUN_OPTIONS) | frozenset(key for keys in NOT_TRAINE
 
 
 def setting_label(value) -> str:
-    """A setting's value as one short label in tables, run names and tags: ["i/n"] -> "i/n",
+    """A setting's value as one short label in tables and wandb tags: ["i/n"] -> "i/n",
     ["i", "sinusoidal"] -> "i+sinusoidal", [] -> "none", per layer [["fixed", "log_n"], ["n",
     "fixed"]] -> "fixed+log_n|n+fixed"; None -> "", booleans as YAML writes them, mappings as JSON."""
     if isinstance(value, (list, tuple)):
