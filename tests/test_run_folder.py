@@ -167,3 +167,24 @@ def test_write_atomically_replaces_the_file_whole_or_leaves_it(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
     assert write_atomically(target, lambda file: file.write_text("new")) == target
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_write_atomically_publishes_a_folder_onto_an_empty_one_or_nothing(tmp_path):
+    target = tmp_path / "run"
+    target.mkdir()
+
+    def half(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "a.txt").write_text("a")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, half)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and list(target.iterdir()) == []
+
+    def whole(folder: Path) -> None:
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "b.txt").write_text("b")
+
+    write_atomically(target, whole)
+    assert (target / "sub" / "b.txt").read_text() == "b" and [p.name for p in tmp_path.iterdir()] == ["run"]

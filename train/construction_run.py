@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -37,6 +34,7 @@ import yaml
 from softhard.data import registry
 from softhard.data.alphabet import Alphabet
 from softhard.data.dataset import DEFAULT_CACHE
+from softhard.data.files import write_atomically
 from softhard.data.ltl import parse
 from softhard.models.compiler import MODES, CompiledModel, compile_formula
 from softhard.train import plots
@@ -91,11 +89,9 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
               "construction": construction}
     command = command or ["softhard", "construct", "--formula", formula, "--alphabet", alphabet, "--mode", mode,
                           "--save-run", str(run_dir), "--max-length", str(max_length)]
-    # written under a temporary name beside it and renamed: the folder is complete or absent
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
-    try:
-        (staging / LAST_CHECKPOINT.parent).mkdir()
+
+    def write(staging: Path) -> None:
+        (staging / LAST_CHECKPOINT.parent).mkdir(parents=True)
         _save_checkpoint(module, staging / LAST_CHECKPOINT)
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         write_run_info(staging, data.language, data.fingerprint, seed, command, construction=construction,
@@ -106,10 +102,9 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
         plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / ACCURACY_FIGURE)
         if probe_words:
             capture_attention(module, data.dataset, staging, probe_words)
-        os.replace(staging, run_dir)  # onto an empty folder too
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(run_dir, write)  # the folder is complete or absent (onto an empty folder too)
     return run_dir
 
 
