@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from softhard.data.files import write_atomically
 
 FORMATS = ("md", "html", "both")
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
@@ -88,7 +89,8 @@ class Document:
         written = []
         for suffix, render in (("md", self.markdown), ("html", self.html)):
             if fmt in (suffix, "both"):
-                written.append(_write_atomically(self.out_dir / f"report.{suffix}", render()))
+                text = render()
+                written.append(write_atomically(self.out_dir / f"report.{suffix}", lambda file: file.write_text(text)))
         return written
 
 
@@ -101,9 +103,3 @@ def _inline_html(text: str) -> str:
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
-
-def _write_atomically(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-    return path

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,14 +45,13 @@ from softhard.models.compiler.blocked import head_targets
 from softhard.models.heads import head_name, parse_kinds, with_kinds
 from softhard.models.masks import MASK_BOUNDS
 from softhard.models.transformer import Transformer
+from softhard.train.run_folder import EVALUATION_COLUMNS, write_evaluation_table
 
 ATTENTIONS = ("as-trained", "hardened", "gap-rule")
 HARD_KIND = {"last": "rightmost", "first": "leftmost"}  # every other target rule is set-valued: average
 FACTORS = (20, 50, 100)  # default lengths beyond the run's test lengths, as multiples of the train length
 WORDS = 32  # words per length, half members and half non-members
 CHUNK_TOKENS = 2**16  # words per forward pass: about this many positions (as-trained and hardened)
-FILE = "evaluation.csv"
-COLUMNS = ["attention", "length", "words", "string_accuracy", "position_accuracy", "softmax_heads", "kinds"]
 
 
 def hard_kind(target_rule: str) -> str:
@@ -134,7 +132,7 @@ def evaluate_model(model: Transformer, language: Language, lengths: Sequence[int
     construction and matches (a pick_best table: layer, head, c_layer, c_head, target_rule)
     say which construction head each learned head simulates; kinds ({(layer, head): kind})
     override the hardened kinds. block: queries per block of blocked_forward (default: its own).
-    Columns: COLUMNS, then tau_L<l>H<h> per head (gap-rule rows).
+    Columns: EVALUATION_COLUMNS, then tau_L<l>H<h> per head (gap-rule rows).
     """
     model = model.to(device).eval()
     matched = matched_heads(matches, construction)
@@ -169,7 +167,7 @@ def evaluate_model(model: Transformer, language: Language, lengths: Sequence[int
             "kinds": " ".join(f"{name}={kind}" for name, kind in zip(heads, flat)),
             **{f"tau_{name}": taus.get(name, math.nan) for name in heads},
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*EVALUATION_COLUMNS, *(f"tau_{name}" for name in heads)])
 
 
 def train_length(run: RunFolder) -> int:
@@ -210,11 +208,7 @@ def evaluate_run(run: RunFolder, lengths: Sequence[int] | None = None, attention
     kinds = dict(kinds or {})
     table = evaluate_model(model, Language(run.formula, run.alphabet, run.language), lengths, attentions,
                            construction, matches, kinds, eps, words, seed, device, progress)
-    file = run.path / FILE
-    staging = file.with_name(f".{FILE}.{os.getpid()}")
-    table.to_csv(staging, index=False)
-    staging.replace(file)
-    return file
+    return write_evaluation_table(run.path, table)
 
 
 def build_parser() -> argparse.ArgumentParser:

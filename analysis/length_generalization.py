@@ -40,8 +40,7 @@ from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
 from softhard.analysis.runs import RUN, SETTINGS, is_other_setting
-from softhard.train.metrics import read_metrics
-from softhard.train.run_folder import METRICS_FILE
+from softhard.train.run_folder import METRICS_FILE, read_metrics
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from tqdm.auto import tqdm
 
@@ -27,30 +26,24 @@ from softhard.data.alphabet import Alphabet
 from softhard.data.ltl import parse
 from softhard.data.ltl.syntax import Formula
 from softhard.models import Transformer
-from softhard.models.checkpoint import load_checkpoint
-from softhard.train.run_folder import LENGTH_TABLE
-
-RUN_INFO = "run_info.json"
-CONFIG = "config.yaml"
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-ATTENTION = "attention"
+from softhard.train import run_folder
+from softhard.train.run_folder import (
+    ATTENTION,
+    BOOKKEEPING_KEYS,
+    CONFIG,
+    LAST_CHECKPOINT,
+    LENGTH_COLUMNS,
+    LENGTH_TABLE,
+    LENGTHGEN_PREFIX,
+    RUN_INFO,
+    setting_label,
+)
 
 RUN = "run_dir"  # a run's identity in every table: folder names ("run") repeat across grid folders
 # The settings every table carries, in this order (see RunFolder.settings).
 SETTINGS = ("run", "language", "formula", "positional", "temperature", "tau", "seed", "n_layers", "n_heads",
             "d_model", "train_max_length", "run_dir")
 
-
-# config.yaml keys that never tell configurations apart: seeds, where files go, logging, progress,
-# evaluation-only and hardware choices
-NOT_SETTINGS = frozenset({
-    "seed_everything", "data.data_seed", "run_dir", "ckpt_path", "wandb", "wandb_project", "data.cache_dir",
-    "probe_words", "eval_every_n_steps", "data.num_workers", "data.eval_batch_size", "model.transformer.fast",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps", "trainer.logger",
-    "trainer.callbacks", "trainer.default_root_dir", "trainer.enable_checkpointing", "trainer.num_sanity_val_steps",
-    "trainer.profiler", "trainer.enable_autolog_hparams", "trainer.model_registry", "trainer.accelerator",
-    "trainer.devices", "trainer.strategy", "trainer.num_nodes",
-})
 # config.yaml keys behind SETTINGS columns
 SHOWN = frozenset({
     "data.language", "data.max_length", "model.transformer.positional", "model.transformer.temperature",
@@ -60,9 +53,10 @@ SHOWN = frozenset({
 
 def other_settings(runs: Sequence[RunFolder]) -> list[str]:
     """The config keys (dotted, e.g. ``model.transformer.mask``) beyond SETTINGS whose values
-    differ between ``runs``: they tell configurations apart too, and become columns of that name."""
+    differ between ``runs``: they tell configurations apart too, and become columns of that name.
+    Bookkeeping keys (train.run_folder.BOOKKEEPING_KEYS: seeds, files, logging, hardware) never do."""
     configs = [run.flat_config for run in runs]
-    keys = sorted(set().union(*configs) - NOT_SETTINGS - SHOWN)
+    keys = sorted(set().union(*configs) - BOOKKEEPING_KEYS - SHOWN)
     return [key for key in keys if len({json.dumps(c.get(key), sort_keys=True, default=str) for c in configs}) > 1]
 
 
@@ -166,9 +160,9 @@ class RunFolder:
             "run": self.name,
             "language": self.language,
             "formula": self.info["formula"],
-            "positional": describe(transformer.get("positional", "?")),
-            "temperature": describe(transformer.get("temperature", "?")),
-            "tau": describe(transformer.get("tau", "?")),
+            "positional": setting_label(transformer.get("positional", "?")),
+            "temperature": setting_label(transformer.get("temperature", "?")),
+            "tau": setting_label(transformer.get("tau", "?")),
             "seed": self.info.get("seed"),
             "n_layers": transformer.get("n_layers"),
             "n_heads": transformer.get("n_heads"),
@@ -183,29 +177,28 @@ class RunFolder:
         file = self.path / LENGTH_TABLE
         if not file.is_file():
             raise RunSkipped(f"{self.path}: no {LENGTH_TABLE} (training has not finished)")
-        table = pd.read_csv(file)
+        table = run_folder.read_length_table(self.path)
         if table.empty:
             raise RunSkipped(f"{file}: empty")
         return table[table.step == table.step.max()] if final_only else table
 
     @property
     def has_attention(self) -> bool:
-        return any((self.path / ATTENTION).glob("*/batch_*.pt"))
+        return bool(run_folder.attention_splits(self.path))
 
     def attention_splits(self) -> list[str]:
         """The splits with saved attention: validation first, then the test bins by length."""
-        folder = self.path / ATTENTION
-        splits = [p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("batch_*.pt"))] if folder.is_dir() else []
+        splits = run_folder.attention_splits(self.path)
         if not splits:
             raise RunSkipped(f"{self.path}: no saved attention ({ATTENTION}/); train with --probe_words > 0")
         return sorted(splits, key=_split_order)
 
     def attention_records(self, split: str | None = None) -> Iterator[dict]:
-        """The saved probe batches (AttentionCaptureCallback): dicts with input_ids (B, T), lengths (B,),
-        truth (B, T), and per layer attention / scores (B, H, T, T+1), column 0 the sink."""
+        """The saved probe batches (train.run_folder.write_attention_batch): dicts with input_ids (B, T),
+        lengths (B,), truth (B, T), and per layer attention / attention_logits (B, H, T, T+1), column 0
+        the sink; and the split."""
         for name in [split] if split else self.attention_splits():
-            for file in sorted((self.path / ATTENTION / name).glob("batch_*.pt")):
-                record = torch.load(file, weights_only=True)
+            for record in run_folder.read_attention_batches(self.path, name):
                 record["split"] = name
                 yield record
 
@@ -218,15 +211,14 @@ class RunFolder:
                     ids=record["input_ids"][b, :n].numpy(),
                     truth=record["truth"][b, :n].numpy().astype(bool),
                     attention=[a[b, :, :n, : n + 1] for a in record["attention"]],
-                    scores=[s[b, :, :n, : n + 1] for s in record["scores"]],
+                    attention_logits=[s[b, :, :n, : n + 1] for s in record["attention_logits"]],
                 )
 
     def load_model(self, device: str = "cpu") -> Transformer:
-        """The trained Transformer from checkpoints/last.ckpt, in eval mode."""
-        file = self.path / CHECKPOINT
-        if not file.is_file():
-            raise RunSkipped(f"{self.path}: no checkpoint {CHECKPOINT}")
-        return load_checkpoint(file, device)  # with the schedule's multiplier of the last step, as evaluated at the end
+        """The trained Transformer from checkpoints/last.ckpt, in eval mode (train.run_folder.load_model)."""
+        if not (self.path / LAST_CHECKPOINT).is_file():
+            raise RunSkipped(f"{self.path}: no checkpoint {LAST_CHECKPOINT}")
+        return run_folder.load_model(self.path, device)
 
 
 @dataclass
@@ -237,17 +229,7 @@ class ProbeWord:
     ids: np.ndarray  # (n,) symbol ids
     truth: np.ndarray  # (n,) bool, the formula at each position
     attention: list  # per layer (H, n, n + 1) weights, column 0 the sink
-    scores: list  # per layer (H, n, n + 1) logits (temperature included), -inf where masked
-
-
-def describe(value) -> str:
-    """A setting as one short label: ["i/n"] -> "i/n", ["i", "sinusoidal"] -> "i+sinusoidal", [] -> "none"."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "none"
-        return "+".join(describe(v) for v in value) if all(not isinstance(v, (list, tuple)) for v in value) \
-            else "|".join(describe(v) for v in value)
-    return str(value)
+    attention_logits: list  # per layer (H, n, n + 1) logits (temperature included), -inf where masked
 
 
 def find_runs(paths) -> tuple[list[RunFolder], list[str]]:
@@ -339,8 +321,7 @@ def collect_runs(paths, wandb_path: str | None = None, final_only: bool = True) 
         frames.append(wandb_runs(wandb_path))
     for message in skipped:
         warnings.warn(f"skipped {message}", stacklevel=2)
-    columns = list(SETTINGS) + others + ["step", "split", "length", "words", "string_accuracy", "position_accuracy",
-                                         "word_position_accuracy"]
+    columns = list(SETTINGS) + others + LENGTH_COLUMNS
     table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     table.attrs["skipped"] = skipped
     return table
@@ -358,18 +339,18 @@ def wandb_runs(path: str, api=None) -> pd.DataFrame:
         model = config.get("model", {}).get("transformer", {})
         settings = {
             "run": run.name, "language": config.get("data", {}).get("language"), "formula": None,
-            "positional": describe(model.get("positional", "?")), "temperature": describe(model.get("temperature", "?")),
-            "tau": describe(model.get("tau", "?")), "seed": config.get("seed_everything"),
+            "positional": setting_label(model.get("positional", "?")), "temperature": setting_label(model.get("temperature", "?")),
+            "tau": setting_label(model.get("tau", "?")), "seed": config.get("seed_everything"),
             "n_layers": model.get("n_layers"), "n_heads": model.get("n_heads"), "d_model": model.get("d_model"),
             "train_max_length": config.get("data", {}).get("max_length"), "run_dir": f"wandb:{path}/{run.id}",
         }
         summary = dict(run.summary)
-        splits = sorted({key.split("/")[1] for key in summary if key.startswith("lengthgen/")}, key=_split_order)
+        splits = sorted({key.split("/")[1] for key in summary if key.startswith(LENGTHGEN_PREFIX)}, key=_split_order)
         for split in splits:
             rows.append({**settings, "step": summary.get("trainer/global_step", summary.get("_step")), "split": split,
                          "length": _split_order(split)[1], "words": None,
-                         "string_accuracy": summary.get(f"lengthgen/{split}/string_accuracy"),
-                         "position_accuracy": summary.get(f"lengthgen/{split}/position_accuracy"),
+                         "string_accuracy": summary.get(f"{LENGTHGEN_PREFIX}{split}/string_accuracy"),
+                         "position_accuracy": summary.get(f"{LENGTHGEN_PREFIX}{split}/position_accuracy"),
                          "word_position_accuracy": None})
     return pd.DataFrame(rows)
 

@@ -27,7 +27,7 @@ tied with the top logit within TIE_RTOL. Queries without a competitor (only the 
 every visible key in M) have no gap: they are left out of every statistic and counted
 (``no_competitor``).
 
-Per query this module measures, from a head's logits (the saved ``scores`` of a run, or a model
+Per query this module measures, from a head's logits (the saved ``attention_logits`` of a run, or a model
 run on given words): the logit gap G of M over the rest, the raw gap g = G * tau_eff, the
 spread of M, the L1 distance of the attention row to that row renormalised onto M (2 x the
 weight off M; average-hard attention on M when M ties), and the lemma's bound 2 m exp(-G).
@@ -267,7 +267,7 @@ def model_batches(model: Transformer, words: Iterable[np.ndarray], construction:
     counterparts' targets (counterpart_targets) as a third element when ``construction`` is given."""
     for ids in words:
         output = model(torch.as_tensor(np.asarray(ids), dtype=torch.long), return_attention=True)
-        batch = [s.float() for s in output.scores], [a.float() for a in output.attention]
+        batch = [s.float() for s in output.attention_logits], [a.float() for a in output.attention]
         if construction is not None:
             H = output.attention[0].shape[1]
             batch += (counterpart_targets(construction, counterparts, ids, len(output.attention), H),)
@@ -279,7 +279,7 @@ def saved_batches(run: RunFolder, construction: CompiledModel | None = None,
     """The run's saved probe words one at a time, as batches of one word (memory: one word),
     with the counterparts' targets as in model_batches."""
     for word in run.attention_words():
-        batch = [s[None] for s in word.scores], [a[None] for a in word.attention]
+        batch = [s[None] for s in word.attention_logits], [a[None] for a in word.attention]
         if construction is not None:
             H = word.attention[0].shape[0]
             batch += (counterpart_targets(construction, counterparts, word.ids[None], len(word.attention), H),)

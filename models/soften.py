@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from softhard.models.blocked import blocked_forward, parse_device
-from softhard.models.checkpoint import load_checkpoint, save_checkpoint
+from softhard.models.checkpoint import RUN_CHECKPOINT, load_checkpoint, save_checkpoint
 from softhard.models.heads import head_name, parse_kinds, with_kinds
 from softhard.models.transformer import Transformer
 
@@ -45,7 +45,6 @@ WORDS = 32  # sampled words up to N
 EXHAUSTIVE_WORDS = 4096  # all words up to the longest length whose words, with the shorter ones, fit this
 NEAR_TIE_ULPS = 16  # a gap below this many float rounding units of the top score is a near-tie
 VALUE_TOLERANCE = 1e-6  # tied keys of a unique-hard head whose values differ by more than this (relative) differ
-RUN_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 ADVICE = {
     "tied maxima": "give the scores a tie-breaking feature (e.g. a position term) or use the average-hard kind",
     "near-tie": "make the tie exact or widen the margin (a tie-breaking feature); softmax cannot separate it",

@@ -378,14 +378,14 @@ class Block(nn.Module):
 
     def forward(self, x, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
         if self.norm == "post":  # x -> LN(x + f(x))
-            a, att, scores = self.attn(x, ctx, need_weights, fast)
+            a, att, logits = self.attn(x, ctx, need_weights, fast)
             x = self.ln_1(x + a)
             x = self.ln_2(x + self.mlp(x))
         else:  # "pre": x -> x + f(LN(x)); "none": the norms are identities
-            a, att, scores = self.attn(self.ln_1(x), ctx, need_weights, fast)
+            a, att, logits = self.attn(self.ln_1(x), ctx, need_weights, fast)
             x = x + a
             x = x + self.mlp(self.ln_2(x))
-        return x, att, scores  # (B, T, d_model), (B, H, T, T+1) or None, same
+        return x, att, logits  # (B, T, d_model), (B, H, T, T+1) or None, same
 
 
 @dataclass
@@ -394,7 +394,9 @@ class TransformerOutput:
     string_logits: torch.Tensor  # (B,) one logit per word, read at its last real position lengths - 1
     hidden_states: list  # n_layers + 1 residual streams (B, T, d_model): embeddings, then after each block
     attention: Optional[list] = None  # return_attention: per layer (B, H, T, T+1) weights, column 0 = sink
-    scores: Optional[list] = None  # return_attention: per layer (B, H, T, T+1) logits incl. temperature, -inf = masked
+    # return_attention: per layer (B, H, T, T+1) softmax logits, the raw scores q.k / sqrt(d_head) (+ ALiBi)
+    # times the temperature factor, -inf = masked
+    attention_logits: Optional[list] = None
 
 
 class Transformer(nn.Module):
@@ -484,12 +486,12 @@ class Transformer(nn.Module):
         ctx = self.context(T, lengths, device)
 
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb(B, T, lengths, device))  # (B, T, d_model)
-        hidden_states, attention, scores = [x], [], []
+        hidden_states, attention, attention_logits = [x], [], []
         for block in self.blocks:
-            x, att, sc = block(x, ctx, return_attention, fast)
+            x, att, logits = block(x, ctx, return_attention, fast)
             hidden_states.append(x)
             attention.append(att)
-            scores.append(sc)
+            attention_logits.append(logits)
 
         x = self.ln_f(x)  # (B, T, d_model)
         position_logits = self.position_head(x).squeeze(-1)  # (B, T)
@@ -504,5 +506,5 @@ class Transformer(nn.Module):
             string_logits=string_logits,
             hidden_states=hidden_states,
             attention=attention if return_attention else None,
-            scores=scores if return_attention else None,
+            attention_logits=attention_logits if return_attention else None,
         )

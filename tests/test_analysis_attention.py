@@ -27,6 +27,7 @@ from softhard.data.ltl import parse
 from softhard.data.ltl.evaluate import label_positions
 from softhard.data.registry import REGISTRY
 from softhard.models.compiler import compile_formula
+from softhard.train.run_folder import write_attention_batch
 from tests.formula_strategies import formulas
 
 # Four heads, two per layer, every slot used, pairwise different target sets: S (last), F (any),
@@ -39,7 +40,7 @@ SPLITS = {"validation": [n for n in range(1, 7) for _ in range(2)], "test_7_12":
 
 def write_fake_run(folder: Path, formula: str, alphabet: str, mode: str = "hard", seed: int = 0,
                    attention: bool = True) -> RunFolder:
-    """A run folder whose probe attention is the compiled model's own (train/callbacks.py format)."""
+    """A run folder whose probe attention is the compiled model's own (train.run_folder's records)."""
     folder.mkdir(parents=True)
     symbols = alphabet.split(",")
     (folder / "run_info.json").write_text(json.dumps(
@@ -61,11 +62,8 @@ def write_fake_run(folder: Path, formula: str, alphabet: str, mode: str = "hard"
             input_ids, lengths_t = torch.from_numpy(ids), torch.tensor(batch)
             with torch.no_grad():
                 output = model(input_ids, lengths_t, return_attention=True)
-            (folder / "attention" / split).mkdir(parents=True, exist_ok=True)
-            torch.save({"input_ids": input_ids, "lengths": lengths_t, "truth": torch.from_numpy(truth),
-                        "attention": [a.float() for a in output.attention],
-                        "scores": [s.float() for s in output.scores]},
-                       folder / "attention" / split / f"batch_{index:03d}.pt")
+            write_attention_batch(folder, split, index, input_ids, lengths_t, torch.from_numpy(truth),
+                                  output.attention, output.attention_logits)
     return RunFolder(folder)
 
 

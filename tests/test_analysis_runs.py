@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from softhard.analysis.runs import RunFolder, RunSkipped, collect_runs, describe, find_runs, wandb_runs
+from softhard.analysis.runs import RunFolder, RunSkipped, collect_runs, find_runs, other_settings, wandb_runs
 from softhard.models.temperature import TemperatureSchedule
+from softhard.train.run_folder import setting_label
 from tests.conftest import TINY_GRID
 
 
@@ -109,10 +111,29 @@ def test_run_info_without_the_formula_is_skipped(tmp_path):
     assert runs == [] and "lacks formula, alphabet" in skipped[0]
 
 
+def test_bookkeeping_keys_do_not_tell_configurations_apart(tmp_path):
+    """Runs of one configuration in two grids (other wandb groups and tags, seeds, folders) are not split;
+    a setting beyond SETTINGS that differs (the mask) becomes a column."""
+    def fake_run(name: str, mask: str, group: str, seed: int) -> RunFolder:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "run_info.json").write_text(json.dumps({"language": "since_ab", "formula": "a S b",
+                                                          "alphabet": ["a", "b", "c"], "seed": seed}))
+        config = {"seed_everything": seed, "run_dir": str(folder), "wandb_group": group, "wandb_tags": [group],
+                  "data": {"language": "since_ab", "data_seed": seed}, "model": {"transformer": {"mask": mask}},
+                  "trainer": {"devices": seed + 1}}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        return RunFolder(folder)
+
+    same = [fake_run("a", "past", "grid-a", 0), fake_run("b", "past", "grid-b", 1)]
+    assert other_settings(same) == []
+    assert other_settings([*same, fake_run("c", "future", "grid-c", 2)]) == ["model.transformer.mask"]
+
+
 @pytest.mark.parametrize("value, label", [(["i/n"], "i/n"), (["i", "sinusoidal"], "i+sinusoidal"), ([], "none"),
                                           ("log_n", "log_n"), ([["fixed", "log_n"], ["n", "fixed"]], "fixed+log_n|n+fixed")])
-def test_describe(value, label):
-    assert describe(value) == label
+def test_setting_label(value, label):
+    assert setting_label(value) == label
 
 
 def test_wandb_runs_reads_config_and_per_bin_summaries():

@@ -15,7 +15,7 @@ from softhard.cli import main as softhard
 from softhard.data.ltl import parse
 from softhard.models.compiler import compile_formula
 from softhard.train.construction_run import COMPILE_FACTOR, save_construction_run
-from softhard.train.evaluation import COLUMNS
+from softhard.train.run_folder import LENGTH_COLUMNS
 
 TRAIN_LENGTH = 4
 PROBE_WORDS = 3
@@ -68,7 +68,7 @@ def test_saved_model_and_attention_are_the_compiled_ones(saved, name):
 @pytest.mark.parametrize("name", FORMULAS)
 def test_length_table_is_exact_to_ten_times_the_train_length(saved, name):
     table = RunFolder(saved / "runs" / name).length_table()
-    assert list(table.columns) == COLUMNS
+    assert list(table.columns) == LENGTH_COLUMNS
     assert table.length.max() == 10 * TRAIN_LENGTH and table.length.min() == TRAIN_LENGTH + 1
     assert (table[["string_accuracy", "position_accuracy", "word_position_accuracy"]] == 1.0).all().all()
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from softhard.analysis.evaluate import COLUMNS, evaluate_model, gap_rule_scales, main
+from softhard.analysis.evaluate import evaluate_model, gap_rule_scales, main
 from softhard.analysis.runs import RunFolder
 from softhard.analysis.temperature import target_set_gap
 from softhard.data.language import Language
@@ -18,6 +18,7 @@ from softhard.models.blocked import blocked_forward
 from softhard.models.compiler import compile_formula
 from softhard.models.heads import parse_kinds
 from softhard.models.transformer import Transformer, TransformerConfig
+from softhard.train.run_folder import EVALUATION_COLUMNS
 from tests.conftest import train_tiny_run
 
 
@@ -100,8 +101,8 @@ def test_evaluate_writes_the_table_and_hardened_really_switches(tiny_run):
     assert main([str(tiny_run), "--lengths", "5,12", "--words", "8", "--kinds", kinds,
                  "--attention", "as-trained,hardened"]) == 0
     table = pd.read_csv(tiny_run / "evaluation.csv", keep_default_na=False)
-    assert list(table.columns[: len(COLUMNS)]) == COLUMNS
-    assert [c for c in table.columns[len(COLUMNS):]] == ["tau_L0H0", "tau_L0H1", "tau_L1H0", "tau_L1H1"]
+    assert list(table.columns[: len(EVALUATION_COLUMNS)]) == EVALUATION_COLUMNS
+    assert [c for c in table.columns[len(EVALUATION_COLUMNS):]] == ["tau_L0H0", "tau_L0H1", "tau_L1H0", "tau_L1H1"]
     assert table[["attention", "length", "words"]].values.tolist() == [
         ["as-trained", 5, 8], ["hardened", 5, 8], ["as-trained", 12, 8], ["hardened", 12, 8]]
     assert set(table[table.attention == "hardened"]["softmax_heads"]) == {"L1H1"}
@@ -159,7 +160,7 @@ def test_gap_rule_measures_the_target_set_gap_of_the_matched_construction_head()
     scales = gap_rule_scales(matched, ids, construction.alphabet, 2, 1e-3, taus, gaps)
     blocked_forward(model, torch.as_tensor(ids), layer_scales=scales, block=4)
 
-    logits = model(torch.as_tensor(ids), return_attention=True).scores[0]  # tau 1: raw scores, -inf masked
+    logits = model(torch.as_tensor(ids), return_attention=True).attention_logits[0]  # tau 1: raw scores, -inf masked
     for (layer, head), info in matched.items():
         targets = torch.as_tensor(info.hard_targets(ids, construction.alphabet))
         gap, _ = target_set_gap(logits[:, head], targets, logits[:, head].isfinite())

@@ -220,8 +220,8 @@ def test_length_factor_uses_each_querys_visible_count(mode, f):
     scaled = make(seed=5, n_heads=2, mask=masks, temperature=mode)
     scaled.load_state_dict(fixed.state_dict())
     x, lengths = torch.randint(0, 3, (2, 6)), torch.tensor([6, 3])
-    s_fixed = fixed(x, lengths, return_attention=True).scores[0]
-    s_scaled = scaled(x, lengths, return_attention=True).scores[0]
+    s_fixed = fixed(x, lengths, return_attention=True).attention_logits[0]
+    s_scaled = scaled(x, lengths, return_attention=True).attention_logits[0]
     n = visible_key_count(*mask_bounds(masks), 6, lengths)  # (B, H, T)
     expected = torch.tensor([[[f(v) for v in row] for row in head] for head in n.tolist()], dtype=torch.float)
     visible = torch.isfinite(s_fixed)
@@ -354,7 +354,7 @@ def test_causal_query_padding_only_when_every_head_is_past_or_every_head_strict_
 def test_attention_rows_sum_to_one_and_sink_column_first():
     model = make(n_heads=2, mask=["past", "future"])
     out = model(torch.randint(0, 3, (2, 5)), torch.tensor([5, 3]), return_attention=True)
-    att, scores = out.attention[0], out.scores[0]
+    att, scores = out.attention[0], out.attention_logits[0]
     assert att.shape == scores.shape == (2, 2, 5, 6)
     assert torch.allclose(att.sum(-1), torch.ones(2, 2, 5))
     assert torch.isfinite(scores[..., 0]).all()  # the sink is never masked
@@ -371,7 +371,7 @@ def test_scores_are_query_key_products_with_the_unrotated_sink_first(positional)
     with torch.no_grad():
         attn.sink_k.normal_()
     x = torch.randint(0, 3, (2, 6))
-    scores = model(x, return_attention=True).scores[0]  # (B, H, T, T+1)
+    scores = model(x, return_attention=True).attention_logits[0]  # (B, H, T, T+1)
 
     q, k, _ = attn.c_attn(model.tok_emb(x)).split(16, dim=-1)  # (B, T, 16) each
     q, k = q.view(2, 6, 2, 8).transpose(1, 2), k.view(2, 6, 2, 8).transpose(1, 2)  # (B, H, T, d_head)

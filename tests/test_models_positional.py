@@ -155,6 +155,6 @@ def test_alibi_in_model_scores():
     with torch.no_grad():  # queries 0: the scores are the bias alone
         model.blocks[0].attn.c_attn.weight[:8] = 0
         model.blocks[0].attn.c_attn.bias[:8] = 0
-    scores = model(torch.randint(0, 3, (1, 4)), return_attention=True).scores[0][0]  # (H, T, T+1)
+    scores = model(torch.randint(0, 3, (1, 4)), return_attention=True).attention_logits[0][0]  # (H, T, T+1)
     expected = alibi_bias(4, alibi_slopes(2)).masked_fill(~torch.ones(4, 5, dtype=torch.bool).tril(1), float("-inf"))
     assert torch.equal(scores, expected)

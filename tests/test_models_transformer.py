@@ -127,7 +127,7 @@ def test_output_shapes():
     out = model(torch.randint(0, 3, (2, 5)), return_attention=True)
     assert out.position_logits.shape == (2, 5) and out.string_logits.shape == (2,)
     assert len(out.hidden_states) == 4 and all(h.shape == (2, 5, 16) for h in out.hidden_states)
-    assert len(out.attention) == len(out.scores) == 3
+    assert len(out.attention) == len(out.attention_logits) == 3
     assert all(a.shape == (2, 4, 5, 6) for a in out.attention)
     assert model(torch.randint(0, 3, (2, 5))).attention is None
 

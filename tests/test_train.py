@@ -18,8 +18,8 @@ from softhard.models.transformer import TransformerConfig
 from tests.conftest import TINY_RUN
 from softhard.train.cli import main as train
 from softhard.train.evaluation import length_generalization, rank_share
-from softhard.train.metrics import read_metrics
 from softhard.train.module import LanguageModel, transformer_config
+from softhard.train.run_folder import read_metrics
 from softhard.train.schedules import WarmupCosineLR
 
 TINY = ["--data.language", "since_ab", *TINY_RUN]
@@ -234,7 +234,7 @@ def test_load_from_checkpoint_gives_the_model_that_ended_training(finished):
     record = torch.load(finished / "attention" / "test_41_50" / "batch_000.pt")
     with torch.no_grad():
         output = loaded({"input_ids": record["input_ids"], "lengths": record["lengths"]}, return_attention=True)
-    for mine, saved in zip(output.attention + output.scores, record["attention"] + record["scores"]):
+    for mine, saved in zip(output.attention + output.attention_logits, record["attention"] + record["attention_logits"]):
         torch.testing.assert_close(mine, saved, rtol=0, atol=0)  # same weights, same inputs, same CPU kernels
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
 import pytorch_lightning as pl
 import torch
 
 from softhard.train import plots
-from softhard.train.evaluation import append_table, length_generalization
-from softhard.train.run_folder import LENGTH_TABLE, LENGTHGEN_PREFIX, forget_after
+from softhard.train import run_folder
+from softhard.train.evaluation import length_generalization
+from softhard.train.run_folder import LENGTHGEN_PREFIX, forget_after
 from softhard.train.wandb_run import log_media
 
 
@@ -56,10 +56,10 @@ class LengthGeneralizationCallback(pl.Callback):
         if self.evaluated_step != trainer.global_step:
             self._evaluate(trainer, pl_module, final=True)
         if trainer.is_global_zero:
-            whole = pd.read_csv(self.run_dir / LENGTH_TABLE)
+            whole = run_folder.read_length_table(self.run_dir)
             final = whole[whole.step == trainer.global_step]
             path = plots.save(plots.accuracy_by_length(final, title=self.run_dir.name),
-                              self.run_dir / "accuracy_by_length.png")
+                              self.run_dir / run_folder.ACCURACY_FIGURE)
             log_media(trainer, trainer.global_step, {"accuracy_by_length": path}, table=final)
 
     def _evaluate(self, trainer, pl_module, final: bool):
@@ -74,7 +74,7 @@ class LengthGeneralizationCallback(pl.Callback):
         self.evaluated_step = trainer.global_step
         if not trainer.is_global_zero:
             return
-        append_table(table, self.run_dir / LENGTH_TABLE)
+        run_folder.append_length_rows(self.run_dir, table)
         summary = {}
         for split, rows in table.groupby("split", sort=False):
             for column in ("string_accuracy", "position_accuracy"):
@@ -84,12 +84,11 @@ class LengthGeneralizationCallback(pl.Callback):
 
 
 class AttentionCaptureCallback(pl.Callback):
-    """Saves attention weights and scores on a fixed probe set per length bin at the end.
+    """Saves attention weights and logits on a fixed probe set per length bin at the end.
 
     The probe set is the first ``probe_words`` words of the validation split and of every
-    test bin. Batches are written one file each (``attention/<split>/batch_000.pt`` holding
-    input_ids, lengths, and per layer the (B, H, T, T+1) weights and scores, column 0 the
-    sink), so memory holds one batch's maps whatever the length.
+    test bin. Batches are written one file each (train.run_folder.write_attention_batch), so
+    memory holds one batch's maps whatever the length.
     """
 
     def __init__(self, run_dir: str, probe_words: int = 16, batch_size: int = 8):
@@ -121,20 +120,12 @@ def capture_attention(module, dataset, run_dir, probe_words: int, batch_size: in
     shown = None
     for split in splits:
         rows = dataset[split].select(range(min(probe_words, len(dataset[split]))))
-        folder = run_dir / "attention" / split
-        folder.mkdir(parents=True, exist_ok=True)
         for index, start in enumerate(range(0, len(rows), batch_size)):
             batch = collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
             device_batch = {key: value.to(module.device) for key, value in batch.items()}
             output = module(device_batch, return_attention=True)
-            record = {
-                "input_ids": batch["input_ids"],
-                "lengths": batch["lengths"],
-                "truth": batch["truth"],
-                "attention": [a.float().cpu() for a in output.attention],
-                "scores": [s.float().cpu() for s in output.scores],
-            }
-            torch.save(record, folder / f"batch_{index:03d}.pt")
+            record = run_folder.write_attention_batch(run_dir, split, index, batch["input_ids"], batch["lengths"],
+                                                      batch["truth"], output.attention, output.attention_logits)
             if index == 0 and split == drawn_split:
                 shown = record
     module.train(was_training)
@@ -142,6 +133,6 @@ def capture_attention(module, dataset, run_dir, probe_words: int, batch_size: in
         return None
     length = int(shown["lengths"][0])
     figure = plots.attention_maps([a[0] for a in shown["attention"]], length)
-    return plots.save(figure, run_dir / "attention_maps.png")
+    return plots.save(figure, run_dir / run_folder.ATTENTION_FIGURE)
 
 

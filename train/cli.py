@@ -43,7 +43,7 @@ from softhard.train.callbacks import (
 )
 from softhard.train.data import LanguageDataModule
 from softhard.train.grid_file import package_configs
-from softhard.train.metrics import JsonlLogger
+from softhard.train.jsonl_logger import JsonlLogger
 from softhard.train.module import LanguageModel
 from softhard.train.run_folder import LAST_CHECKPOINT, RUN_INFO
 from softhard.train.schedules import WarmupCosineLR  # noqa: F401  (--lr_scheduler WarmupCosineLR finds it)
@@ -54,24 +54,10 @@ class TrainCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.max_test_length", "model.max_positions", apply_on="instantiate")
-        parser.add_argument("--run_dir", type=Optional[str], default=None,
-                            help="run folder (default: runs/<config name>-seed<seed>)")
-        parser.add_argument("--ckpt_path", type=Optional[str], default=None,
-                            help="resume from this checkpoint; 'last' resumes the run folder's last checkpoint")
-        parser.add_argument("--wandb", type=str, default="offline",
-                            help="offline (default: no network, `wandb sync` later), online, or disabled")
-        parser.add_argument("--wandb_project", type=str, default="softhard", help="wandb project name")
-        parser.add_argument("--wandb_entity", type=Optional[str], default=None,
-                            help="wandb entity (user or team; default: your wandb default)")
-        parser.add_argument("--wandb_group", type=Optional[str], default=None,
-                            help="wandb group (softhard grid sets the grid's name)")
-        parser.add_argument("--wandb_tags", type=list[str], default=[],
-                            help="wandb tags, e.g. '[since, log_n]' (softhard grid sets the grid's axis values)")
-        parser.add_argument("--wandb_job_type", type=Optional[str], default=None, help="wandb job type")
-        parser.add_argument("--eval_every_n_steps", type=Optional[int], default=None,
-                            help="also evaluate length generalization every k steps (default: only at the end)")
-        parser.add_argument("--probe_words", type=int, default=16,
-                            help="words per length bin whose attention is saved at the end (0: none)")
+        options = parser.add_argument_group("run options", "the run folder, its wandb run and what it saves "
+                                            "(never what is trained: train.run_folder.RUN_OPTIONS)")
+        for name, (kind, default, help_text) in run_folder.RUN_OPTIONS.items():
+            options.add_argument(f"--{name}", type=kind, default=default, help=help_text)
 
     def before_instantiate_classes(self) -> None:
         config = self.config

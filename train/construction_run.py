@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -37,18 +34,19 @@ import yaml
 from softhard.data import registry
 from softhard.data.alphabet import Alphabet
 from softhard.data.dataset import DEFAULT_CACHE
+from softhard.data.files import write_atomically
 from softhard.data.ltl import parse
 from softhard.models.compiler import MODES, CompiledModel, compile_formula
 from softhard.train import plots
 from softhard.train.callbacks import capture_attention
 from softhard.train.data import LanguageDataModule
-from softhard.train.evaluation import append_table, length_generalization
-from softhard.train.metrics import JsonlLogger
+from softhard.train import run_folder
+from softhard.train.evaluation import length_generalization
+from softhard.train.jsonl_logger import JsonlLogger
 from softhard.train.module import LanguageModel
-from softhard.train.run_folder import LAST_CHECKPOINT, LENGTH_TABLE, write_run_info
+from softhard.train.run_folder import ACCURACY_FIGURE, CONFIG, LAST_CHECKPOINT, write_run_info
 
 COMPILE_FACTOR = 100  # soft-scaled: compiled for words up to COMPILE_FACTOR x the claimed train length
-CONFIG = "config.yaml"
 
 
 def compile_length(mode: str, max_length: int) -> int | None:
@@ -91,25 +89,22 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
               "construction": construction}
     command = command or ["softhard", "construct", "--formula", formula, "--alphabet", alphabet, "--mode", mode,
                           "--save-run", str(run_dir), "--max-length", str(max_length)]
-    # written under a temporary name beside it and renamed: the folder is complete or absent
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
-    try:
-        (staging / LAST_CHECKPOINT.parent).mkdir()
+
+    def write(staging: Path) -> None:
+        (staging / LAST_CHECKPOINT.parent).mkdir(parents=True)
         _save_checkpoint(module, staging / LAST_CHECKPOINT)
         (staging / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         write_run_info(staging, data.language, data.fingerprint, seed, command, construction=construction,
                        cpu_threads=torch.get_num_threads())
         JsonlLogger(staging).log_metrics(validation_metrics(module, data), step=0)
         table = length_generalization(module, data.test_splits(), step=0, progress=False)
-        append_table(table, staging / LENGTH_TABLE)
-        plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / "accuracy_by_length.png")
+        run_folder.append_length_rows(staging, table)
+        plots.save(plots.accuracy_by_length(table, title=run_dir.name), staging / ACCURACY_FIGURE)
         if probe_words:
             capture_attention(module, data.dataset, staging, probe_words)
-        os.replace(staging, run_dir)  # onto an empty folder too
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(run_dir, write)  # the folder is complete or absent (onto an empty folder too)
     return run_dir
 
 

@@ -7,7 +7,6 @@ evaluated once and every rank returns the same table.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -15,9 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from softhard.train.module import LanguageModel, masked_position_mask
-
-COLUMNS = ["step", "split", "length", "words", "string_accuracy", "position_accuracy", "word_position_accuracy"]
+from softhard.train.module import LanguageModel, real_positions, right_predictions
+from softhard.train.run_folder import LENGTH_COLUMNS
 
 
 def rank_share(size: int, rank: int, world_size: int) -> range:
@@ -47,14 +45,14 @@ def length_generalization(module: LanguageModel, loaders: dict[str, DataLoader],
                           disable=not progress, leave=False):
             batch = {key: value.to(module.device) for key, value in batch.items()}
             output = module(batch)
-            real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
-            position_right = ((output.position_logits > 0) == batch["truth"]) & real
+            real = real_positions(batch["lengths"], batch["input_ids"].shape[1])
+            position_right, word_right, string_right = right_predictions(output, batch, real)
             rows = torch.tensor([index[split, length] for length in batch["lengths"].tolist()], device=module.device)
             per_word = torch.stack([
                 torch.ones_like(rows, dtype=torch.float64),
-                ((output.string_logits > 0) == batch["label"]).double(),
+                string_right.double(),
                 position_right.sum(dim=1).double() / batch["lengths"].double(),
-                (position_right | ~real).all(dim=1).double(),
+                word_right.double(),
             ], dim=1)
             counts.index_add_(0, rows, per_word)
     module.train(was_training)
@@ -62,7 +60,7 @@ def length_generalization(module: LanguageModel, loaders: dict[str, DataLoader],
     table = [[step, split, length, int(words), string / words, position / words, word / words]
              for (split, length), (words, string, position, word) in zip(keys, counts.tolist())
              if words]  # a length of no words: only where reduce_sum sums nothing (a single rank's share)
-    return pd.DataFrame(table, columns=COLUMNS)
+    return pd.DataFrame(table, columns=LENGTH_COLUMNS)
 
 
 def _share_of(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
@@ -72,8 +70,3 @@ def _share_of(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
     return DataLoader(Subset(loader.dataset, share), batch_size=loader.batch_size, collate_fn=loader.collate_fn,
                       num_workers=loader.num_workers)
 
-
-def append_table(table: pd.DataFrame, path: Path) -> None:
-    """Append rows to a CSV table (created with its header)."""
-    path = Path(path)
-    table.to_csv(path, mode="a", header=not path.exists(), index=False)

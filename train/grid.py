@@ -62,6 +62,7 @@ from typing import Optional
 import yaml
 from tqdm import tqdm
 
+from softhard.data.files import write_atomically
 from softhard.train import run_folder
 from softhard.train.grid_file import GridError, Run, load_grid
 
@@ -196,12 +197,14 @@ def write_table(runs: list[Run], path: Path) -> None:
     rows = [run.row() for run in runs]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".csv.tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns or CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(path)
+
+    def write(file: Path) -> None:
+        with open(file, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns or CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
 
 
 def dataset_args(run: Run) -> dict:

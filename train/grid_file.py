@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import yaml
 
+from softhard.train.run_folder import EVALUATION_TABLE, setting_label
+
 # Keys of a grid file that are not axes; every other key is one.
 NOT_AXES = ("name", "overrides", "evaluate")
 # A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes (values)
@@ -43,7 +45,6 @@ RESERVED = {
     "wandb_tags": "the grid's axis values",
     "ckpt_path": "resumption",
 }
-EVALUATION = "evaluation.csv"  # what `softhard evaluate RUN_DIR` writes into the run folder
 DOTTED_KEY = re.compile(r"[A-Za-z_][\w.]*")
 # Theory-feature names that are not valid in file names.
 _SLUGS = {"i/n": "i_over_n", "1/i": "1_over_i", "i^2": "i_sq", "(-1)^i": "alt_sign"}
@@ -85,7 +86,7 @@ class Run:
 
     @property
     def evaluated(self) -> bool:
-        return self.evaluate is None or (self.run_dir / EVALUATION).is_file()
+        return self.evaluate is None or (self.run_dir / EVALUATION_TABLE).is_file()
 
     def train_args(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
         """The arguments of `softhard train` for this run."""
@@ -113,8 +114,8 @@ class Run:
         return {
             "name": self.name,
             "language": self.language,
-            "positional": _describe(self.axes.get(SHORTHANDS["positional"])),
-            "temperature": _describe(self.axes.get(SHORTHANDS["temperature"])),
+            "positional": setting_label(self.axes.get(SHORTHANDS["positional"])),
+            "temperature": setting_label(self.axes.get(SHORTHANDS["temperature"])),
             "seed": self.seed,
             **{key: _value_text(value) for key, value in self.axes.items() if key not in SHORTHANDS.values()},
             "run_dir": str(self.run_dir),
@@ -135,17 +136,9 @@ def _cli_value(value: Any) -> str:
     return str(value)
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, list):
-        return "+".join(_describe(v) for v in value) if value else "none"
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return "" if value is None else _cli_value(value)
-
-
 def _value_text(value: Any) -> str:
-    """An axis value in tags and table columns: as _describe, with null for None."""
-    return "null" if value is None else _describe(value)
+    """An axis value in tags and table columns: its setting_label, with null for None."""
+    return "null" if value is None else setting_label(value)
 
 
 def _slug(value: Any) -> str:

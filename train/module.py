@@ -11,23 +11,24 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from softhard.models import Transformer, TransformerConfig
-from softhard.models.temperature import TemperatureSchedule
+from softhard.models import Transformer, TransformerConfig, TransformerOutput
+from softhard.models.checkpoint import CONFIG_KEY, transformer_config
 
 OBJECTIVES = ("position", "string", "both")
 
 
-def masked_position_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, T) True at real (non-padding) positions."""
+def real_positions(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, T) True at real (non-padding) positions of words of ``lengths`` padded to ``width``."""
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def transformer_config(fields: dict) -> TransformerConfig:
-    """The TransformerConfig of its ``dataclasses.asdict`` form (a checkpoint's hyperparameters)."""
-    fields = dict(fields)
-    if isinstance(fields.get("schedule"), dict):
-        fields["schedule"] = TemperatureSchedule(**fields["schedule"])
-    return TransformerConfig(**fields)
+def right_predictions(output: TransformerOutput, batch: dict,
+                      real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the model gets right, the one definition of every accuracy in training and evaluation:
+    (B, T) each position's truth (False at padding), (B,) every position of the word, (B,) the
+    string's membership. A logit > 0 predicts true."""
+    position = ((output.position_logits > 0) == batch["truth"]) & real
+    return position, (position | ~real).all(dim=1), (output.string_logits > 0) == batch["label"]
 
 
 class LanguageModel(pl.LightningModule):
@@ -65,7 +66,9 @@ class LanguageModel(pl.LightningModule):
         if max_positions is not None and max_positions > transformer.max_len:
             changes["max_len"] = max_positions
         self.config = dataclasses.replace(transformer, **changes)  # a copy: the default instance stays untouched
-        self.save_hyperparameters({"transformer": dataclasses.asdict(self.config), "objective": objective, "lr": lr,
+        # models.checkpoint's format: the config under CONFIG_KEY (this argument's name, so that
+        # load_from_checkpoint passes it back), the Transformer as ``model`` (its PREFIX)
+        self.save_hyperparameters({CONFIG_KEY: dataclasses.asdict(self.config), "objective": objective, "lr": lr,
                                    "weight_decay": weight_decay})
         self.model = Transformer(self.config)
         self.objective = objective
@@ -75,23 +78,23 @@ class LanguageModel(pl.LightningModule):
 
     def _step(self, batch: dict, stage: str, return_attention: bool = False):
         output = self(batch, return_attention)
-        real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
+        real = real_positions(batch["lengths"], batch["input_ids"].shape[1])
         truth, label = batch["truth"].float(), batch["label"].float()
         position_loss = F.binary_cross_entropy_with_logits(output.position_logits[real], truth[real])
         string_loss = F.binary_cross_entropy_with_logits(output.string_logits, label)
         loss = {"position": position_loss, "string": string_loss, "both": position_loss + string_loss}[self.objective]
-        position_correct = ((output.position_logits > 0) == batch["truth"]) | ~real
+        position_right, word_right, string_right = right_predictions(output, batch, real)
         # Epoch means weight each batch by what its means are over: positions or words, so that
         # validation figures do not depend on how the split is cut into batches.
         positions, words = int(real.sum()), len(batch["lengths"])
         per_position = {
             f"{stage}/position_loss": position_loss,
-            f"{stage}/position_accuracy": ((output.position_logits > 0) == batch["truth"])[real].float().mean(),
+            f"{stage}/position_accuracy": position_right[real].float().mean(),
         }
         per_word = {
             f"{stage}/string_loss": string_loss,
-            f"{stage}/word_position_accuracy": position_correct.all(dim=1).float().mean(),
-            f"{stage}/string_accuracy": ((output.string_logits > 0) == batch["label"]).float().mean(),
+            f"{stage}/word_position_accuracy": word_right.float().mean(),
+            f"{stage}/string_accuracy": string_right.float().mean(),
         }
         # epoch means are averaged across DDP ranks too (each validates its own share of the split)
         log = dict(on_step=stage == "train", on_epoch=stage != "train", sync_dist=stage != "train")
@@ -99,16 +102,15 @@ class LanguageModel(pl.LightningModule):
                  else words, **log)  # under "both", a sum of a per-position and a per-word mean: weighted by words
         self.log_dict(per_position, prog_bar=stage == "train", batch_size=positions, **log)
         self.log_dict(per_word, prog_bar=stage == "train", batch_size=words, **log)
-        return loss, output
+        return loss, output, real
 
     def training_step(self, batch, batch_idx):
-        loss, _ = self._step(batch, "train")
+        loss, _, _ = self._step(batch, "train")
         self.log_dict(self.temperature_metrics(), on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        _, output = self._step(batch, "val", return_attention=True)
-        real = masked_position_mask(batch["lengths"], batch["input_ids"].shape[1])
+        _, output, real = self._step(batch, "val", return_attention=True)
         self.log_dict(attention_statistics(output.attention, real), on_epoch=True, batch_size=int(real.sum()),
                       sync_dist=True)
 

@@ -53,9 +53,3 @@ class JsonlLogger(Logger):
 def _number(value):
     return value.item() if hasattr(value, "item") else value
 
-
-def read_metrics(run_dir: str | Path):
-    """metrics.jsonl as a pandas DataFrame (one row per logging call)."""
-    import pandas as pd
-
-    return pd.read_json(Path(run_dir) / METRICS_FILE, lines=True)
