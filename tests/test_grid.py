@@ -15,7 +15,8 @@ import yaml
 
 from softhard.train import run_folder
 from softhard.train.cli import main as train
-from tests.fixtures.resolved_configs import flatten
+from tests.conftest import TINY_RUN
+from tests.fixtures.resolved_configs import flatten, previous_configs
 from softhard.train.grid import (
     check_runs,
     dotted_keys,
@@ -30,12 +31,6 @@ from softhard.train.grid import main as grid
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 SMOKE = CONFIGS / "grids" / "smoke.yaml"
-TINY_TRAIN = [
-    "--data.max_length", "6", "--data.train_per_length", "8", "--data.validation_per_length", "4",
-    "--data.test_per_length", "4", "--data.test_lengths_per_bin", "1", "--trainer.max_steps", "2",
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-    "--probe_words", "2", "--wandb", "disabled",
-]
 
 
 def write_grid(tmp_path: Path, text: str) -> Path:
@@ -135,12 +130,12 @@ def test_a_grid_anywhere_trains_registry_languages_with_the_package_settings(tmp
     """A grid file in a folder of its own, naming a registry language and nothing else, resolves to the
     language's full config of the previous layout (tests/fixtures/resolved_configs.json) but for the keys
     the grid sets."""
-    fixture = json.loads((ROOT / "tests" / "fixtures" / "resolved_configs.json").read_text())["configs"]
+    previous = previous_configs()["dyck_depth3"]
     (run,) = load_grid(write_grid(tmp_path, "languages: [dyck_depth3]\n"), tmp_path / "out")
     assert run.configs == [package_configs() / "dyck_depth3.yaml"]
     resolved = flatten(resolve(run.train_args()))
     grid_sets = {"run_dir": str(run.run_dir), "wandb": "disabled", "trainer.enable_progress_bar": False}
-    assert {key: resolved[key] for key in fixture["dyck_depth3"]} == fixture["dyck_depth3"] | grid_sets
+    assert {key: resolved[key] for key in previous} == previous | grid_sets
 
 
 def test_a_mapping_stacks_your_config_files_on_the_package_ones(tmp_path):
@@ -381,7 +376,7 @@ def test_sweep_command_resolves_like_a_wandb_agent():
 def run_ddp(tmp_path: Path, strategy: str, extra_env: dict) -> tuple[subprocess.CompletedProcess, Path]:
     run_dir = tmp_path / strategy
     command = [sys.executable, "-m", "softhard", "train", *(arg for c in stack("since_ab") for arg in ("--config", str(c))),
-               *TINY_TRAIN,
+               *TINY_RUN, "--trainer.max_steps", "2",
                "--data.cache_dir", str(tmp_path / "data"), "--run_dir", str(run_dir),
                "--trainer.accelerator", "cpu", "--trainer.strategy", strategy, "--trainer.devices", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **extra_env}
