@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny grid of finished training runs for the analysis tests and notebooks."""
+"""Shared fixtures: a tiny grid of finished training runs for the analysis tests and notebooks; the
+rule that marks every test using a training fixture `slow`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ TINY_GRID = [
     ("since_ab", "log_n", 1),
     ("majority", "fixed", 0),
 ]
+
+
+# Fixtures that train runs (here; tests/test_evaluate.py; tests/test_train.py): every test that uses
+# one, directly or through another fixture, is `slow`. Tests that train, launch processes or run
+# notebooks in their own body carry @pytest.mark.slow.
+TRAINING_FIXTURES = {"tiny_grid", "tiny_run", "finished"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def train_tiny_run(out: Path, language: str, temperature: str, seed: int) -> Path:

@@ -121,7 +121,6 @@ def test_unsupported_and_constant_subformulas_are_noted():
     assert probed.between(0, 1).all() and len(probed) == 2 * 4  # the embedding and one block, 4 subformulas
 
 
-@pytest.mark.slow
 def test_tiny_grid_probes(tiny_grid, tmp_path):
     runs = [RunFolder(tiny_grid / name) for name in ("since_ab-fixed-seed0", "majority-fixed-seed0")]
     shutil.copytree(runs[0].path, tmp_path / "broken")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY_RUN
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -39,6 +41,7 @@ def test_no_top_level_layer_module_is_importable_outside_the_checkout(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_train_and_grid_run_in_a_folder_with_its_own_models_and_data(tmp_path):
     project = user_project(tmp_path / "project")
     trained = softhard("train", "--config", str(CONFIGS / "since_ab.yaml"), *TINY_RUN, "--trainer.max_steps", "2",

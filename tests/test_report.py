@@ -145,6 +145,7 @@ def test_quickstart_refuses_epochs_below_one(tmp_path, capsys):
     assert not (tmp_path / "qs").exists()
 
 
+@pytest.mark.slow
 def test_quickstart_writes_the_report(tmp_path, capsys):
     assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out
