@@ -15,7 +15,7 @@ import yaml
 
 from softhard.train import run_folder
 from softhard.train.cli import main as train
-from tests.conftest import TINY_RUN
+from tests.conftest import TINY_CONFIG, TINY_RUN
 from tests.fixtures.resolved_configs import flatten, previous_configs
 from softhard.train.grid import (
     check_runs,
@@ -269,9 +269,8 @@ def test_a_trained_run_without_its_evaluation_is_evaluated_then_skipped(tmp_path
 @pytest.mark.slow
 def test_tiny_grid_over_lr_runs_in_parallel_then_skips_on_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the configs' data cache (runs/data) lands in tmp_path
-    smoke = yaml.safe_load(SMOKE.read_text())
-    path = write_grid(tmp_path, yaml.safe_dump({"languages": ["since_ab"], "temperature": ["log_n"],
-                                                "model.lr": [0.001, 0.0003], "overrides": smoke["overrides"]}))
+    path = write_grid(tmp_path, yaml.safe_dump({"languages": {"since_ab": str(TINY_CONFIG)}, "temperature": ["log_n"],
+                                                "model.lr": [0.001, 0.0003], "overrides": {"trainer.max_steps": 2}}))
     out = tmp_path / "out"
     assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 0
     rows = read_table(out / "grid.csv")
@@ -295,8 +294,8 @@ def test_tiny_grid_over_lr_runs_in_parallel_then_skips_on_rerun(tmp_path, monkey
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.yaml").write_text("model:\n  objective: nonsense\ndata:\n  language: since_ab\n")
-    path = write_grid(tmp_path, f"languages: {{since_ab: [], broken: broken.yaml}}\n"
-                                f"overrides: {yaml.safe_load(SMOKE.read_text())['overrides']}\n")
+    path = write_grid(tmp_path, f"languages: {{since_ab: '{TINY_CONFIG}', broken: [broken.yaml, '{TINY_CONFIG}']}}\n"
+                                "overrides: {trainer.max_steps: 2}\n")
     out = tmp_path / "out"
     assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 1
     rows = {row["language"]: row for row in read_table(out / "grid.csv")}
