@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_RUN
+from tests.conftest import TINY_CONFIG, TINY_RUN
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -50,9 +50,7 @@ def test_train_and_grid_run_in_a_folder_with_its_own_models_and_data(tmp_path):
     assert (project / "runs" / "one" / "checkpoints" / "last.ckpt").is_file()
 
     (project / "grid.yaml").write_text(
-        f"config_dir: {CONFIGS}\nlanguages: [since_ab]\nseeds: [0]\n"
-        "overrides: {data.max_length: 4, data.train_per_length: 4, data.validation_per_length: 2, "
-        "data.test_per_length: 2, data.test_lengths_per_bin: 1, trainer.max_steps: 1, probe_words: 1}\n")
+        f"languages: {{since_ab: '{TINY_CONFIG}'}}\nseeds: [0]\noverrides: {{trainer.max_steps: 1}}\n")
     gridded = softhard("grid", "--grid", "grid.yaml", "--out", "runs/grid", "--parallel", "1", "--wandb", "disabled", cwd=project)
     assert gridded.returncode == 0, gridded.stdout[-2000:] + gridded.stderr[-2000:]
     assert len(list((project / "runs" / "grid").rglob("last.ckpt"))) == 1
