@@ -3,10 +3,10 @@
     python benchmarks/bench_report.py              # 100 runs, probes included
     python benchmarks/bench_report.py --runs 20 --repeats 3
 
-Trains the five tiny runs of the test fixture (tests/conftest.py: two formulas, two
-temperature modes, two seeds), copies them into a grid of ``--runs`` run folders (each copy a
-different seed), and times build_report over the whole grid, ``--repeats`` times; prints the
-median seconds, per run and in all.
+Trains a grid of eight tiny runs (configs/tiny.yaml stacked on since_ab and majority, fixed and
+log_n temperature, two seeds) with the grid runner, copies them into a grid of ``--runs`` run
+folders (each copy a different seed), and times build_report over the whole grid, ``--repeats``
+times; prints the median seconds, per run and in all.
 """
 
 from __future__ import annotations
@@ -23,11 +23,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from softhard.analysis.report import build_report, parse_probe_seeds  # noqa: E402
-from tests.conftest import TINY_GRID, train_tiny_run  # noqa: E402
+from softhard.train.grid import run_grid  # noqa: E402
+from softhard.train.grid_file import load_grid, package_configs  # noqa: E402
+
+TINY = json.dumps(str(package_configs() / "tiny.yaml"))  # a YAML string, whatever the path holds
+TINY_GRID = f"""
+languages: {{since_ab: {TINY}, majority: {TINY}}}
+temperature: [fixed, log_n]
+seeds: [0, 1]
+"""
+
+
+def train_tiny_grid(out: Path) -> list[Path]:
+    """The eight tiny runs, two at a time; the finished run folders."""
+    (out / "tiny.yaml").write_text(TINY_GRID)
+    runs = load_grid(out / "tiny.yaml", out / "trained")
+    for run in runs:
+        run.overrides["data.cache_dir"] = str(out / "data")
+    run_grid(runs, out / "trained", parallel=2, progress=False)
+    failed = [run.name for run in runs if run.status != "ok"]
+    if failed:
+        raise SystemExit(f"tiny runs failed: {failed}; logs in {out / 'trained'}")
+    return [run.run_dir for run in runs]
 
 
 def make_grid(out: Path, runs: int) -> Path:
-    trained = [train_tiny_run(out / "trained", *spec) for spec in TINY_GRID]
+    trained = train_tiny_grid(out)
     grid = out / "grid"
     for index in range(runs):
         source = trained[index % len(trained)]

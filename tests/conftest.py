@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny grid of finished training runs for the analysis tests and notebooks."""
+"""Shared fixtures: a tiny grid of finished training runs for the analysis tests and notebooks; the
+rule that marks every test using a training fixture `slow`."""
 
 from __future__ import annotations
 
@@ -6,24 +7,12 @@ from pathlib import Path
 
 import pytest
 
-# Tiny data and model: a run of 2 epochs on words of length <= 5 takes a few seconds on a CPU,
-# enough to exercise every analysis, not to learn the language.
-TINY_RUN = [
-    "--data.max_length", "5",
-    "--data.train_per_length", "16",
-    "--data.validation_per_length", "4",
-    "--data.test_per_length", "4",
-    "--data.test_lengths_per_bin", "2",
-    "--data.batch_size", "16",
-    "--model.transformer.n_layers", "2",
-    "--model.transformer.d_model", "16",
-    "--model.transformer.d_ff", "32",
-    "--trainer.log_every_n_steps", "1",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-    "--probe_words", "3",
-    "--wandb", "disabled",
-]
+from softhard.train.grid_file import package_configs
+
+# The tiny run (configs/tiny.yaml: tiny data and model, 2 epochs): a few seconds on a CPU, enough
+# to exercise every analysis, not to learn the language. Later flags override it.
+TINY_CONFIG = package_configs() / "tiny.yaml"
+TINY_RUN = ["--config", str(TINY_CONFIG)]
 
 # (language, temperature mode, seed): two modes x two seeds of one formula, plus one other formula.
 TINY_GRID = [
@@ -35,11 +24,24 @@ TINY_GRID = [
 ]
 
 
+# Fixtures that train runs (here; tests/test_evaluate.py; tests/test_train.py): every test that uses
+# one, directly or through another fixture, is `slow`. Tests that train, launch processes or run
+# notebooks in their own body carry @pytest.mark.slow.
+TRAINING_FIXTURES = {"tiny_grid", "tiny_run", "finished"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def train_tiny_run(out: Path, language: str, temperature: str, seed: int) -> Path:
     from softhard.train.cli import main as train
 
     run_dir = out / f"{language}-{temperature}-seed{seed}"
-    code = train([*TINY_RUN, "--trainer.max_epochs", "2", "--model.transformer.positional", '["i/n"]',
+    code = train([*TINY_RUN, "--model.transformer.positional", '["i/n"]',
                   "--data.language", language, "--data.cache_dir", str(out / "data"),
                   "--model.transformer.temperature", temperature, "--seed_everything", str(seed),
                   "--run_dir", str(run_dir)])

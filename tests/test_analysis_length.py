@@ -220,7 +220,6 @@ def test_many_languages_wrap_without_empty_panels():
 
 
 # ---------------------------------------------------------------------------- the tiny grid of real runs
-@pytest.mark.slow
 def test_tiny_grid_matches_pandas(tiny):
     curves = accuracy_by_length(tiny, METRICS)
     # since_ab (fixed, log_n) x 2 seeds and majority (fixed) x 1 seed: 3 configurations.
@@ -238,7 +237,6 @@ def test_tiny_grid_matches_pandas(tiny):
     assert curves.loc[curves["language"] == "majority", "std"].isna().all()
 
 
-@pytest.mark.slow
 def test_tiny_grid_breakdown_summary_and_figure(tiny):
     threshold = float(tiny["position_accuracy"].median())  # some runs cross it, at data-driven lengths
     breakdown = breakdown_length(tiny, threshold)
@@ -267,7 +265,6 @@ def test_tiny_grid_breakdown_summary_and_figure(tiny):
     assert [len(axes.lines) for axes in figure.axes] == [1 + 2, 2 + 2]
 
 
-@pytest.mark.slow
 def test_runs_that_differ_in_any_config_key_are_not_pooled(tiny_grid, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_grid, runs)

@@ -18,7 +18,6 @@ from softhard.train.run_folder import setting_label
 from tests.conftest import TINY_GRID
 
 
-@pytest.mark.slow
 def test_collect_runs_is_tidy_over_every_run_and_length(tiny_grid):
     table = collect_runs(tiny_grid)
     assert table.attrs["skipped"] == []
@@ -36,7 +35,6 @@ def test_collect_runs_is_tidy_over_every_run_and_length(tiny_grid):
     assert set(settings.train_max_length) == {5}
 
 
-@pytest.mark.slow
 def test_bad_folders_are_skipped_with_a_message(tiny_grid, tmp_path):
     good = tmp_path / "good"
     shutil.copytree(tiny_grid / "since_ab-fixed-seed0", good)
@@ -63,7 +61,6 @@ def test_a_folder_without_runs_gives_an_empty_table(tmp_path):
     assert table.empty and "holds no run folder" in str(caught[0].message)
 
 
-@pytest.mark.slow
 def test_the_loaded_model_reproduces_the_saved_attention(tiny_grid):
     run = RunFolder(tiny_grid / "since_ab-log_n-seed0")
     model = run.load_model()
@@ -75,7 +72,6 @@ def test_the_loaded_model_reproduces_the_saved_attention(tiny_grid):
     assert word.truth.dtype == bool and len(word.truth) == len(word.ids)
 
 
-@pytest.mark.slow
 def test_the_loaded_model_keeps_the_schedule_multiplier_it_was_evaluated_with(tiny_grid, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_grid / "since_ab-fixed-seed0", copy)
@@ -90,7 +86,6 @@ def test_the_loaded_model_keeps_the_schedule_multiplier_it_was_evaluated_with(ti
     assert RunFolder(copy).load_model().tau_schedule.item() == pytest.approx(last_used)
 
 
-@pytest.mark.slow
 def test_missing_attention_and_checkpoint_raise_run_skipped(tiny_grid, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_grid / "since_ab-fixed-seed0", copy)

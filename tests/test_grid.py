@@ -15,7 +15,8 @@ import yaml
 
 from softhard.train import run_folder
 from softhard.train.cli import main as train
-from tests.fixtures.resolved_configs import flatten
+from tests.conftest import TINY_CONFIG, TINY_RUN
+from tests.fixtures.resolved_configs import flatten, previous_configs
 from softhard.train.grid import (
     check_runs,
     dotted_keys,
@@ -30,12 +31,6 @@ from softhard.train.grid import main as grid
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 SMOKE = CONFIGS / "grids" / "smoke.yaml"
-TINY_TRAIN = [
-    "--data.max_length", "6", "--data.train_per_length", "8", "--data.validation_per_length", "4",
-    "--data.test_per_length", "4", "--data.test_lengths_per_bin", "1", "--trainer.max_steps", "2",
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-    "--probe_words", "2", "--wandb", "disabled",
-]
 
 
 def write_grid(tmp_path: Path, text: str) -> Path:
@@ -135,13 +130,12 @@ def test_a_grid_anywhere_trains_registry_languages_with_the_package_settings(tmp
     """A grid file in a folder of its own, naming a registry language and nothing else, resolves to the
     language's full config of the previous layout (tests/fixtures/resolved_configs.json) but for the keys
     the grid sets."""
-    from tests.test_configs import PREVIOUS as fixture  # the previous layout's configs, with the defaults changed since
-
+    previous = previous_configs()["dyck_depth3"]
     (run,) = load_grid(write_grid(tmp_path, "languages: [dyck_depth3]\n"), tmp_path / "out")
     assert run.configs == [package_configs() / "dyck_depth3.yaml"]
     resolved = flatten(resolve(run.train_args()))
     grid_sets = {"run_dir": str(run.run_dir), "wandb": "disabled", "trainer.enable_progress_bar": False}
-    assert {key: resolved[key] for key in fixture["dyck_depth3"]} == fixture["dyck_depth3"] | grid_sets
+    assert {key: resolved[key] for key in previous} == previous | grid_sets
 
 
 def test_a_mapping_stacks_your_config_files_on_the_package_ones(tmp_path):
@@ -275,9 +269,8 @@ def test_a_trained_run_without_its_evaluation_is_evaluated_then_skipped(tmp_path
 @pytest.mark.slow
 def test_tiny_grid_over_lr_runs_in_parallel_then_skips_on_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the configs' data cache (runs/data) lands in tmp_path
-    smoke = yaml.safe_load(SMOKE.read_text())
-    path = write_grid(tmp_path, yaml.safe_dump({"languages": ["since_ab"], "temperature": ["log_n"],
-                                                "model.lr": [0.001, 0.0003], "overrides": smoke["overrides"]}))
+    path = write_grid(tmp_path, yaml.safe_dump({"languages": {"since_ab": str(TINY_CONFIG)}, "temperature": ["log_n"],
+                                                "model.lr": [0.001, 0.0003], "overrides": {"trainer.max_steps": 2}}))
     out = tmp_path / "out"
     assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 0
     rows = read_table(out / "grid.csv")
@@ -301,8 +294,8 @@ def test_tiny_grid_over_lr_runs_in_parallel_then_skips_on_rerun(tmp_path, monkey
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.yaml").write_text("model:\n  objective: nonsense\ndata:\n  language: since_ab\n")
-    path = write_grid(tmp_path, f"languages: {{since_ab: [], broken: broken.yaml}}\n"
-                                f"overrides: {yaml.safe_load(SMOKE.read_text())['overrides']}\n")
+    path = write_grid(tmp_path, f"languages: {{since_ab: '{TINY_CONFIG}', broken: [broken.yaml, '{TINY_CONFIG}']}}\n"
+                                "overrides: {trainer.max_steps: 2}\n")
     out = tmp_path / "out"
     assert grid(["--grid", str(path), "--parallel", "2", "--out", str(out)]) == 1
     rows = {row["language"]: row for row in read_table(out / "grid.csv")}
@@ -382,7 +375,7 @@ def test_sweep_command_resolves_like_a_wandb_agent():
 def run_ddp(tmp_path: Path, strategy: str, extra_env: dict) -> tuple[subprocess.CompletedProcess, Path]:
     run_dir = tmp_path / strategy
     command = [sys.executable, "-m", "softhard", "train", *(arg for c in stack("since_ab") for arg in ("--config", str(c))),
-               *TINY_TRAIN,
+               *TINY_RUN, "--trainer.max_steps", "2",
                "--data.cache_dir", str(tmp_path / "data"), "--run_dir", str(run_dir),
                "--trainer.accelerator", "cpu", "--trainer.strategy", strategy, "--trainer.devices", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **extra_env}

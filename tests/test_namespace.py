@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TINY_RUN
+import pytest
+
+from tests.conftest import TINY_CONFIG, TINY_RUN
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -39,6 +41,7 @@ def test_no_top_level_layer_module_is_importable_outside_the_checkout(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_train_and_grid_run_in_a_folder_with_its_own_models_and_data(tmp_path):
     project = user_project(tmp_path / "project")
     trained = softhard("train", "--config", str(CONFIGS / "since_ab.yaml"), *TINY_RUN, "--trainer.max_steps", "2",
@@ -47,9 +50,7 @@ def test_train_and_grid_run_in_a_folder_with_its_own_models_and_data(tmp_path):
     assert (project / "runs" / "one" / "checkpoints" / "last.ckpt").is_file()
 
     (project / "grid.yaml").write_text(
-        "languages: [since_ab]\nseeds: [0]\n"
-        "overrides: {data.max_length: 4, data.train_per_length: 4, data.validation_per_length: 2, "
-        "data.test_per_length: 2, data.test_lengths_per_bin: 1, trainer.max_steps: 1, probe_words: 1}\n")
+        f"languages: {{since_ab: '{TINY_CONFIG}'}}\nseeds: [0]\noverrides: {{trainer.max_steps: 1}}\n")
     gridded = softhard("grid", "--grid", "grid.yaml", "--out", "runs/grid", "--parallel", "1", "--wandb", "disabled", cwd=project)
     assert gridded.returncode == 0, gridded.stdout[-2000:] + gridded.stderr[-2000:]
     assert len(list((project / "runs" / "grid").rglob("last.ckpt"))) == 1

@@ -24,7 +24,6 @@ def test_notebook_is_stored_without_outputs(path):
     assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_headless_on_tiny_runs(path, tiny_grid, monkeypatch):
     monkeypatch.setenv("SOFTHARD_RUNS", str(tiny_grid))

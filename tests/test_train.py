@@ -39,7 +39,6 @@ def finished(tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.slow
 def test_run_folder_holds_everything(finished):
     names = {path.name for path in finished.iterdir()}
     assert {"config.yaml", "run_info.json", "metrics.jsonl", "checkpoints", "length_generalization.csv",
@@ -50,14 +49,12 @@ def test_run_folder_holds_everything(finished):
     assert "since_ab" in (finished / "config.yaml").read_text()
 
 
-@pytest.mark.slow
 def test_length_generalization_reaches_ten_times_the_train_length(finished):
     table = pd.read_csv(finished / "length_generalization.csv")
     assert table.length.max() >= 10 * 5 and table.split.str.startswith("test_").all()
     assert table[["string_accuracy", "position_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
 
 
-@pytest.mark.slow
 def test_metrics_file_records_losses_temperatures_and_attention(finished):
     metrics = read_metrics(finished)
     for column in ["train/loss", "val/string_accuracy", "temperature/layer1_head0", "attention/layer0_entropy",
@@ -66,7 +63,6 @@ def test_metrics_file_records_losses_temperatures_and_attention(finished):
     assert (metrics["temperature/layer0_head0"].dropna() > 0).all()
 
 
-@pytest.mark.slow
 def test_attention_capture_streams_batches_with_the_sink_column(finished):
     record = torch.load(finished / "attention" / "test_41_50" / "batch_000.pt")
     batch, width = record["input_ids"].shape
@@ -210,7 +206,6 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.slow
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys, finished):
     code = train([*TINY, "--run_dir", str(finished), "--data.cache_dir", str(tmp_path)])
     assert code == 2 and "--ckpt_path last" in capsys.readouterr().err
@@ -224,7 +219,6 @@ def test_schedule_callback_anneals_the_temperature(tmp_path):
     assert taus[0] == pytest.approx(1.0) and taus[-1] < 0.05 and taus == sorted(taus, reverse=True)
 
 
-@pytest.mark.slow
 def test_load_from_checkpoint_gives_the_model_that_ended_training(finished):
     # the attention capture ran the end-of-training model on the probe words: the loaded one must agree
     checkpoint = finished / "checkpoints" / "last.ckpt"
@@ -246,7 +240,6 @@ def test_transformer_config_round_trips_its_dict_form():
     assert model.config == dataclasses.replace(config, vocab_size=4)
 
 
-@pytest.mark.slow
 def test_default_optimizer_is_adamw_with_model_lr(finished):
     group = torch.load(finished / "checkpoints" / "last.ckpt")["optimizer_states"][0]["param_groups"][0]
     assert group["lr"] == 1e-3 and group["betas"] == (0.9, 0.999)
@@ -260,7 +253,7 @@ def test_user_logger_callbacks_and_root_dir_are_honoured(tmp_path):
                   "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(csv_dir),
                   "--trainer.callbacks", "LearningRateMonitor"])
     assert code == 0
-    run_dir = tmp_path / "root" / "since_ab-seed0"  # the run folder goes under default_root_dir
+    run_dir = tmp_path / "root" / "tiny-seed0"  # under default_root_dir, named by the last --config (tiny.yaml)
     assert {"config.yaml", "run_info.json", "metrics.jsonl", "length_generalization.csv"} <= {
         path.name for path in run_dir.iterdir()}
     logged = pd.read_csv(csv_dir / "lightning_logs" / "version_0" / "metrics.csv")
