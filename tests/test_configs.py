@@ -102,7 +102,7 @@ def test_every_key_carries_a_comment(path):
 
 def test_default_run_folder_is_named_by_the_language_file():
     trainer = Namespace(default_root_dir=None)
-    config = Namespace(config=[str(DEFAULTS), str(CONFIGS / "tomita7.yaml")], seed_everything=3,
+    config = Namespace(config=[str(CONFIGS / "tomita7.yaml"), str(CONFIGS / "tiny.yaml")], seed_everything=3,
                        data=Namespace(language="tomita7"), trainer=trainer)
     assert default_run_dir(config) == Path("runs") / "tomita7-seed3"
     assert default_run_dir(Namespace(config=None, seed_everything=0, data=Namespace(language="parity"),

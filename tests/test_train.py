@@ -253,7 +253,7 @@ def test_user_logger_callbacks_and_root_dir_are_honoured(tmp_path):
                   "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(csv_dir),
                   "--trainer.callbacks", "LearningRateMonitor"])
     assert code == 0
-    run_dir = tmp_path / "root" / "tiny-seed0"  # under default_root_dir, named by the last --config (tiny.yaml)
+    run_dir = tmp_path / "root" / "tiny-seed0"  # under default_root_dir, named by the first --config (tiny.yaml)
     assert {"config.yaml", "run_info.json", "metrics.jsonl", "length_generalization.csv"} <= {
         path.name for path in run_dir.iterdir()}
     logged = pd.read_csv(csv_dir / "lightning_logs" / "version_0" / "metrics.csv")

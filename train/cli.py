@@ -3,7 +3,7 @@
     softhard train --config configs/tomita2.yaml --model.lr 3e-4
     softhard train --config configs/tomita2.yaml --ckpt_path last   # resume the run
 
-A run folder (``--run_dir``, default ``runs/<last config's name>-seed<seed>``) holds config.yaml
+A run folder (``--run_dir``, default ``runs/<first config's name>-seed<seed>``) holds config.yaml
 (the full resolved config), run_info.json (package version, git commit, dataset
 fingerprint, seed, command), metrics.jsonl (every logged metric), checkpoints/last.ckpt,
 length_generalization.csv, accuracy_by_length.png, attention/ (probe-set attention) and
@@ -161,9 +161,9 @@ def _as_list(value) -> list:
 
 
 def default_run_dir(config) -> Path:
-    """<default_root_dir or runs>/<name>-seed<seed>: the last --config's name (the language's
-    file), else the language."""
-    name = Path(str(config.config[-1])).stem if config.get("config") else config.data.language
+    """<default_root_dir or runs>/<name>-seed<seed>: the first --config's name (the language's
+    file; later ones such as configs/tiny.yaml adjust it), else the language."""
+    name = Path(str(config.config[0])).stem if config.get("config") else config.data.language
     return Path(config.trainer.default_root_dir or "runs") / f"{name}-seed{config.seed_everything}"
 
 
