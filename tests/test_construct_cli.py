@@ -11,7 +11,7 @@ from softhard.cli import main
 
 @pytest.mark.parametrize("mode", ["hard", "soft-unbounded", "soft-scaled"])
 def test_one_exact_json_line_per_length(capsys, mode):
-    code = main(["construct", "--formula", "a S b", "--alphabet", "a,b,c", "--mode", mode, "--lengths", "8,64", "--json"])
+    code = main(["construct", "--formula", "a S b", "--alphabet", "a,b,c", "--mode", mode, "--lengths", "8,64"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0 and [line["length"] for line in lines] == [8, 64]
     for line in lines:

@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+from softhard.data.alphabet import as_alphabet
 from softhard.data.ltl.syntax import Formula
 from softhard.models.compiler.assemble import build_model
 from softhard.models.compiler.compiled import CompiledModel, HeadInfo
 from softhard.models.compiler.layout import plan
 from softhard.models.compiler.operators import EPSILON, build_heads
-from softhard.models.compiler.validation import as_alphabet, validate
+from softhard.models.compiler.validation import validate
 
 
 def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int | None = None) -> CompiledModel:

@@ -88,16 +88,17 @@ import math
 from dataclasses import dataclass, field
 
 from softhard.data.ltl.syntax import (
-    Arithmetic,
     Binary,
     Compare,
     Constant,
     Count,
     Formula,
-    Integer,
     Modulo,
     Term,
     Unary,
+    is_past,
+    is_temporal,
+    linear_form,
 )
 
 ONE, POS_I, POS_I2, POS_IN, POS_INV = "<one>", "<i>", "<i^2>", "<i/n>", "<1/i>"
@@ -107,8 +108,6 @@ BETA = 0.5  # soft-scaled: weight of the j/n tie-breaking term
 D_HEAD = 2
 _SQ = math.sqrt(D_HEAD)  # queries carry sqrt(d_head), so q.k / sqrt(d_head) is the designed score
 
-PAST = {"Y", "O", "H", "S"}
-DIRECTION = {"Y": "past", "O": "past", "H": "past", "S": "past", "X": "future", "F": "future", "G": "future", "U": "future"}
 RULE = {"Y": "last", "S": "last", "X": "first", "U": "first", "O": "any", "H": "any", "F": "any", "G": "any"}
 
 
@@ -136,6 +135,11 @@ class HeadSpec:
     needs: list = field(default_factory=list)  # residual coordinates it reads
 
 
+def reads_aux_score(node) -> bool:
+    """p S q and p U q (the binary temporal operators): their heads read the target indicator q | !p."""
+    return is_temporal(node) and node.operator.arity == 2
+
+
 def aux_score(node: Binary) -> Formula:
     """[q | !p]: the target indicator of p S q and p U q."""
     return Binary("|", node.right, Unary("!", node.left))
@@ -154,13 +158,9 @@ def target_indicator(node: Formula) -> tuple[Formula | None, dict]:
     return aux, {aux: 1.0}
 
 
-def _scaled(d: dict, c: float) -> dict:
-    return {key: c * value for key, value in d.items()}
-
-
 def build_head(node: Formula, mode: str, length: int | None) -> HeadSpec:
     op = node.op
-    past = DIRECTION[op] == "past"
+    past = is_past(node)
     score_formula, s = target_indicator(node)
     if op in ("H", "G"):
         v, out_coef, out_bias = {ONE: 1.0, node.arg: -1.0}, -1.0, 1.0
@@ -247,29 +247,11 @@ MAX_COEFFICIENTS = 1000  # the largest sum of |coefficients| of counts in one co
 TAU_COUNT = 0.5 / math.log(10 * MAX_COEFFICIENTS / 0.1)  # sink weight <= 0.01 / (MAX_COEFFICIENTS (i+1))
 
 
-def linear_term(term: Term) -> tuple[dict, int]:
-    """A term as ({Count node: coefficient}, constant)."""
-    if isinstance(term, Integer):
-        return {}, term.value
-    if isinstance(term, Count):
-        return {term: 1}, 0
-    if isinstance(term, Arithmetic):
-        (lc, l0), (rc, r0) = linear_term(term.left), linear_term(term.right)
-        sign = 1 if term.op == "+" else -1
-        out = dict(lc)
-        for node, c in rc.items():
-            out[node] = out.get(node, 0) + sign * c
-        return {n: c for n, c in out.items() if c}, l0 + sign * r0
-    raise TypeError(f"not a counting term: {term!r}")
-
-
-def comparison_form(node: Compare) -> tuple[dict, int]:
-    """t = left - right as ({Count: coefficient}, constant)."""
-    (lc, l0), (rc, r0) = linear_term(node.left), linear_term(node.right)
-    out = dict(lc)
-    for n, c in rc.items():
-        out[n] = out.get(n, 0) - c
-    return {n: c for n, c in out.items() if c}, l0 - r0
+def linear_term(node: Term | Compare | Modulo) -> tuple[dict, int]:
+    """``syntax.linear_form`` (a term; left - right for a comparison; the counted term for a modular
+    test) as ({Count: coefficient}, constant), without the counts whose coefficients cancel."""
+    coefficients, constant = linear_form(node)
+    return {count: c for count, c in coefficients.items() if c}, constant
 
 
 def build_count_head(node: Count, mode: str) -> HeadSpec:
@@ -289,7 +271,7 @@ SIGN_USE = {  # op -> ((uses g1, coefficient), (uses g2, coefficient), bias)
 
 
 def build_sign_heads(node: Compare, mode: str, length) -> list:
-    coefs, c0 = comparison_form(node)
+    coefs, c0 = linear_term(node)
     if sum(abs(c) for c in coefs.values()) > MAX_COEFFICIENTS:
         raise NotImplementedError(f"comparison {node}: count coefficients sum above {MAX_COEFFICIENTS}")
     g1_coef, g2_coef, bias = SIGN_USE[node.op]
@@ -405,13 +387,13 @@ class ResidueAtom:
 
 def residue_atoms(node: Modulo) -> list:
     """The residue atoms ``t % m = r`` is a truth table of: a = 0..m-2 for each count in t."""
-    coefs, _ = linear_term(node.term)
+    coefs, _ = linear_term(node)
     return [ResidueAtom(count, node.modulus, a) for count in coefs for a in range(node.modulus - 1)]
 
 
 def modulo_value(node: Modulo, atoms: dict) -> bool:
     """``t % m = r`` from the residue atoms' values (a count whose atoms are all 0 has residue m - 1)."""
-    coefs, c0 = linear_term(node.term)
+    coefs, c0 = linear_term(node)
     m = node.modulus
     total = c0 + sum(c * next((a for a in range(m - 1) if atoms[ResidueAtom(count, m, a)]), m - 1)
                      for count, c in coefs.items())
@@ -472,12 +454,8 @@ def is_numeric(node) -> bool:
     return isinstance(node, (Count, PositionTimes, WordLength))
 
 
-def is_temporal(node: Formula) -> bool:
-    return isinstance(node, (Unary, Binary)) and node.op in DIRECTION
-
-
 def is_boolean(node: Formula) -> bool:
     """Computed by an MLP truth table (Modulo: over its residue atoms)."""
-    return isinstance(node, (Constant, Modulo)) or (isinstance(node, Unary) and node.op == "!") or (
-        isinstance(node, Binary) and node.op in ("&", "|", "->", "<->")
+    return isinstance(node, (Constant, Modulo)) or (
+        isinstance(node, (Unary, Binary)) and node.operator.kind == "boolean"
     )
