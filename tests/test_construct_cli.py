@@ -33,7 +33,9 @@ def test_soft_scaled_temperature_shrinks_with_length(capsys):
         (["--formula", "#a % 17 = 0", "--alphabet", "a,b"], "modulus 17"),
         (["--formula", "a S", "--alphabet", "a,b"], "offset 3"),
         (["--formula", "a", "--alphabet", "a,b", "--device", "cuda"], "cuda"),
+        (["--formula", "Y " * 10_000 + "a", "--alphabet", "a,b"], "10002 residual dimensions"),  # nested 10,000 deep
     ],
+    ids=["mode", "modulus", "syntax", "device", "deep"],
 )
 def test_errors_are_one_message(capsys, argv, message):
     code = main(["construct", *argv])
