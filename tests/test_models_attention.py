@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from softhard.models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
 from softhard.models.positional import apply_rope, rope_angles
 from softhard.models.temperature import HostCopy, TemperatureSchedule, length_factor
-from softhard.models.transformer import SelfAttention, Transformer, TransformerConfig, hard_attention
+from softhard.models.attention import hard_attention
+from softhard.models.transformer import SelfAttention, Transformer, TransformerConfig
 
 NEG = float("-inf")
 
