@@ -85,7 +85,7 @@ Scores per mode (beta = 1/2, eps = EPSILON, n the longest word for soft-scaled):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from softhard.data.ltl.syntax import (
     Binary,
@@ -132,7 +132,6 @@ class HeadSpec:
     tau: float = 1.0  # the fixed temperature (attn.tau); 1 in hard mode
     sink_v: float = 0.0  # the sink's value (coordinate 0)
     notes: str = ""
-    needs: list = field(default_factory=list)  # residual coordinates it reads
 
 
 def reads_aux_score(node) -> bool:
@@ -209,11 +208,10 @@ def build_head(node: Formula, mode: str, length: int | None) -> HeadSpec:
     else:
         raise ValueError(f"unknown mode {mode!r}")
 
-    needs = sorted({key for d in q + k + [v] for key in d}, key=str)
     return HeadSpec(
         node=node, op=op, mask="strict_past" if past else "strict_future", hard_kind=hard_kind, kind=kind,
         target_rule=RULE[op], score_formula=score_formula, q=q, k=k, v=v, sink_k=sink_k,
-        out_coef=out_coef, out_bias=out_bias, gap=gap, tau=tau, notes=notes, needs=needs,
+        out_coef=out_coef, out_bias=out_bias, gap=gap, tau=tau, notes=notes,
     )
 
 
@@ -260,7 +258,6 @@ def build_count_head(node: Count, mode: str) -> HeadSpec:
         target_rule="all", score_formula=None, q=[{ONE: _SQ}, {}], k=[{ONE: 1.0}, {}], v={node.arg: 1.0},
         sink_k=(0.5, 0.0), out_coef=1.0, out_bias=0.0, gap=0.5, tau=1.0 if mode == "hard" else TAU_COUNT,
         notes="uniform over j <= i: #p/(i+1); score 1, sink 1/2",
-        needs=[ONE, node.arg],
     )
 
 
@@ -302,7 +299,7 @@ def build_sign_heads(node: Compare, mode: str, length) -> list:
             node=node, op="compare", mask="past", hard_kind="rightmost", kind="rightmost" if mode == "hard" else "softmax",
             target_rule="query", score_formula=score, q=q, k=k, v={ONE: 1.0},
             sink_k=(0.0, 0.0), out_coef=coef, out_bias=bias if not specs else 0.0, gap=gap, tau=tau,
-            notes=notes, needs=sorted({key for d in q + k for key in d}, key=str),
+            notes=notes,
         ))
     return specs
 
@@ -323,7 +320,7 @@ def build_position_times_head(z: PositionTimes) -> HeadSpec:
         node=z, op="i*", mask="past", hard_kind="rightmost", kind="softmax", target_rule="self",
         score_formula=z.arg, q=[{z.arg: 2 * _SQ, ONE: -_SQ}, {}], k=[{POS_I: 1.0, ONE: 1.0}, {}], v={POS_I: 1.0},
         sink_k=(0.0, 0.0), out_coef=1.0, out_bias=0.0, gap=gap, tau=gap / math.log(1 + 2 / EPSILON),
-        notes="score (2 p_k - 1)(m + 1), sink 0, value m: k p_k", needs=[z.arg, POS_I, ONE],
+        notes="score (2 p_k - 1)(m + 1), sink 0, value m: k p_k",
     )
 
 
@@ -344,7 +341,7 @@ def build_word_length_head() -> HeadSpec:
         node=WORD_LENGTH, op="n", mask="none", hard_kind="average", kind="softmax", target_rule="all",
         score_formula=None, q=[{ONE: _SQ}, {}], k=[{}, {}], v={POS_I: 2.0, ONE: 1.0}, sink_k=(-gap, 0.0),
         out_coef=1.0, out_bias=0.0, gap=gap, tau=gap / math.log(1 + 2 / EPSILON),
-        notes="uniform over every key, value 2j + 1: n; score 0, sink -1", needs=[POS_I, ONE],
+        notes="uniform over every key, value 2j + 1: n; score 0, sink -1",
     )
 
 
@@ -430,7 +427,6 @@ def build_residue_head(atom: ResidueAtom, mode: str, length) -> HeadSpec:
         target_rule="lookup", score_formula=atom.count.arg, q=q, k=k, v=v, sink_k=(0.0, 0.0),
         out_coef=1.0 / (1.0 - near), out_bias=-near / (1.0 - near), gap=gap, tau=tau,
         sink_v=math.cos(2 * math.pi * a / m), notes=notes + f"; value cos(2 pi (j+1-{a})/{m})",
-        needs=sorted({key for d in q + k + [v] for key in d}, key=str),
     )
 
 
