@@ -41,7 +41,7 @@ def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int 
         ValueError: unknown mode, missing length, symbols outside the alphabet.
         NotImplementedError: Modulo in soft-unbounded, with a modulus above 16 or more than
             MAX_LEAVES residue atoms (all listed at once, one line); count coefficients summing
-            above operators.MAX_COEFFICIENTS.
+            above operators.MAX_COEFFICIENTS; more than layout.MAX_DIMENSIONS residual dimensions.
     """
     alphabet = as_alphabet(alphabet)
     validate(formula, alphabet, mode, length)
