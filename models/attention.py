@@ -93,12 +93,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: Optional[
         logits = raw_scores(q, k, bias) * scale
     if allowed is not None:
         logits = logits.masked_fill(~allowed, float("-inf"))
-    att = F.softmax(logits, dim=-1)  # the sink keeps every row finite
+    att = F.softmax(logits, dim=-1) if "softmax" in kinds else None  # the sink keeps every row finite
     hard_kinds = sorted(set(kinds) - {"softmax"})
     scores = raw_scores(q, k, bias) if hard_kinds else None
-    for kind in hard_kinds:
+    for kind in hard_kinds:  # no softmax heads: the first kind's weights stand in until each kind writes its own
+        weights = hard_attention(scores, allowed, kind)
         heads = torch.tensor([kh == kind for kh in kinds], device=q.device).view(-1, 1, 1)  # (H, 1, 1)
-        att = torch.where(heads, hard_attention(scores, allowed, kind), att)
+        att = weights if att is None else torch.where(heads, weights, att)
     if dropout > 0:
         att = F.dropout(att, dropout)
     return Attended(att @ v, att, logits, scores)
