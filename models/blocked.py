@@ -4,7 +4,8 @@
 capture) and a (1, H, T, T+1) mask or ALiBi bias on its SDPA path, so a word of 10,000 symbols
 needs gigabytes per layer. Here every head runs over blocks of queries (``attend_blocks``): a
 block [i0, i1) only looks at the keys its mask band lets some query see, so the largest tensor
-is (B, block, n + 1) and memory grows linearly with n for a fixed block.
+is (B, block, n + 1) and memory grows linearly with n for a fixed block. Each block goes through
+the attention kernel of the explicit path (models.attention.attend).
 
 ``blocked_forward`` walks a Transformer's own modules (embeddings, positional encodings, norms,
 MLPs, output heads: all linear in n) and replaces only the attention; it gives the position
@@ -78,32 +79,32 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
     all_keys = torch.cat([sink_k.expand(B, 1, dh), k], dim=1)  # (B, 1 + n, dh)
     all_values = torch.cat([sink_v.expand(B, 1, dh), v], dim=1)
     for i0 in range(0, n, block):
-        queries = range(i0, min(n, i0 + block))
-        keys = key_span(lo, hi, queries, n)
+        i1 = min(n, i0 + block)
+        keys = key_span(lo, hi, range(i0, i1), n)
         k0, k1 = keys.start, keys.stop
         if k0 == 0:  # a view of the sink and the first keys: no copy per block
             key_rows, values = all_keys[:, : 1 + k1], all_values[:, : 1 + k1]  # (B, 1 + K, dh)
         else:
             key_rows = torch.cat([sink_k.expand(B, 1, dh), k[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
             values = torch.cat([sink_v.expand(B, 1, dh), v[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
-        visible = band(lo, hi, queries, keys, q.device)  # (blk, K)
+        visible = band(lo, hi, range(i0, i1), keys, q.device)  # (blk, K)
         allowed = with_sink(visible)  # (blk, 1 + K)
         bias = None
         if slope is not None:  # as models.positional.alibi_bias: 0 for the sink
-            offsets = torch.arange(i0, queries.stop, device=q.device)[:, None] - torch.arange(k0, k1, device=q.device)
+            offsets = torch.arange(i0, i1, device=q.device)[:, None] - torch.arange(k0, k1, device=q.device)
             bias = F.pad(-slope * offsets.abs().to(q.dtype), (1, 0))  # (blk, 1 + K)
-        s = scale[:, None, queries.start:queries.stop] if per_query else scale  # (B|1, 1, blk, 1): one head
-        out = attend(q[:, None, queries.start:queries.stop], key_rows[:, None], values[:, None],
-                     None if open_mask else allowed, [kind], s, bias, need_weights=need_weights)
-        y[:, queries.start:queries.stop] = out.values[:, 0]
+        s = scale[:, None, i0:i1] if per_query else scale  # (B|1, 1, blk, 1): a head dimension of 1
+        out = attend(q[:, None, i0:i1], key_rows[:, None], values[:, None], None if open_mask else allowed, [kind],
+                     s, bias, need_weights=need_weights)
+        y[:, i0:i1] = out.values[:, 0]
         if out.weights is None:
             continue
         att = out.weights[:, 0]  # (B, blk, 1 + K)
         if observe is not None and kind != "softmax":
             observe(i0, k0, out.scores[:, 0], allowed, att, values)
         if targets is not None:
-            outside = att.masked_fill(targets.block(visible, queries.start, queries.stop, k0, k1), 0.0).sum(-1)
-            worst = torch.maximum(worst, outside.max())  # outside: (B, blk)
+            outside = att.masked_fill(targets.block(visible, i0, i1, k0, k1), 0.0).sum(-1)  # (B, blk)
+            worst = torch.maximum(worst, outside.max())
     return y, float(worst)
 
 
