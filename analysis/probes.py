@@ -28,12 +28,12 @@ from sklearn.preprocessing import StandardScaler
 
 from softhard.analysis.length_generalization import configuration_labels
 from softhard.analysis.runs import RUN, RunFolder, RunSkipped, map_runs, name_runs
-from softhard.data.alphabet import Alphabet
+from softhard.data.alphabet import Alphabet, as_alphabet
 from softhard.data.language import Language
 from softhard.data.ltl.evaluate import truth_tables
 from softhard.data.ltl.syntax import Formula
 from softhard.models.compiler.layout import plan
-from softhard.models.compiler.validation import as_alphabet, validate
+from softhard.models.compiler.validation import validate
 from softhard.models.transformer import Transformer
 
 WORDS_PER_LENGTH = 16  # words per label (positive, negative) and length

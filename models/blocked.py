@@ -4,7 +4,8 @@
 capture) and a (1, H, T, T+1) mask or ALiBi bias on its SDPA path, so a word of 10,000 symbols
 needs gigabytes per layer. Here every head runs over blocks of queries (``attend_blocks``): a
 block [i0, i1) only looks at the keys its mask band lets some query see, so the largest tensor
-is (B, block, n + 1) and memory grows linearly with n for a fixed block.
+is (B, block, n + 1) and memory grows linearly with n for a fixed block. Each block goes through
+the attention kernel of the explicit path (models.attention.attend).
 
 ``blocked_forward`` walks a Transformer's own modules (embeddings, positional encodings, norms,
 MLPs, output heads: all linear in n) and replaces only the attention; it gives the position
@@ -16,14 +17,14 @@ per head (``kinds``) and, for softmax heads, a logit scale per head replacing fa
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from softhard.models.masks import MASK_BOUNDS
-from softhard.models.transformer import Transformer, hard_attention
+from softhard.models.attention import attend
+from softhard.models.masks import MASK_BOUNDS, band, key_span, with_sink
+from softhard.models.transformer import Transformer
 
 # default block: at most this many logits (B * block * (n + 1)) per head and block, ~10 bytes each in flight;
 # on CPU small enough (16 MiB of fp32) that glibc reuses the blocks rather than mapping fresh pages each time
@@ -58,74 +59,51 @@ def attend_blocks(q, k, v, sink_k, sink_v, kind: str, scale, mask: str, block: i
                   slope: Optional[float] = None, observe: Optional[Callable] = None):
     """One head over query blocks: q, k, v (B, n, dh) -> y (B, n, dh), largest off-target mass (0 without targets).
 
-    scale: the logit scale of softmax heads, a number or (B|1, n, 1) per query; hard kinds compare
-    the unscaled scores. targets: an object whose ``block(band, i0, i1, k0, k1)`` gives the target
-    sets of a block (models.compiler.blocked.Targets). slope: the head's ALiBi slope (bias
-    -slope |i - j| on word keys), or None. observe(i0, k0, scores, allowed, att, values) is called
-    for hard heads with each block's raw scores (B, blk, 1 + K), visibility (blk, 1 + K), weights
-    and values (B, 1 + K, dh).
+    Each block [i0, i1) goes through the attention kernel (models.attention.attend) with the keys
+    its mask band lets some query see (models.masks.key_span). scale: the logit scale of softmax
+    heads, a number or (B|1, n, 1) per query; hard kinds compare the unscaled scores. targets: an
+    object whose ``block(band, i0, i1, k0, k1)`` gives the target sets of a block
+    (models.compiler.blocked.Targets). slope: the head's ALiBi slope (bias -slope |i - j| on word
+    keys), or None. observe(i0, k0, scores, allowed, att, values) is called for hard heads with
+    each block's raw scores (B, blk, 1 + K), visibility (blk, 1 + K), weights and values (B, 1 + K, dh).
     """
     B, n, dh = q.shape
     lo, hi = MASK_BOUNDS[mask]
     per_query = torch.is_tensor(scale) and scale.dim() == 3
+    need_weights = targets is not None or (observe is not None and kind != "softmax")
     y = torch.empty_like(q)
     worst = torch.zeros((), dtype=q.dtype, device=q.device)
     open_mask = MASK_BOUNDS[mask] == MASK_BOUNDS["none"]
-    if kind == "softmax" and targets is None and slope is None and open_mask:
+    if kind == "softmax" and not need_weights and slope is None and open_mask:
         block = n  # every key visible: one fused call without a mask, linear in n whatever the block
     all_keys = torch.cat([sink_k.expand(B, 1, dh), k], dim=1)  # (B, 1 + n, dh)
     all_values = torch.cat([sink_v.expand(B, 1, dh), v], dim=1)
     for i0 in range(0, n, block):
         i1 = min(n, i0 + block)
-        k0 = max(0, i0 - hi)  # the keys some query of the block sees: lo <= i - j <= hi
-        k1 = max(k0, min(n, i1 - lo))
+        keys = key_span(lo, hi, range(i0, i1), n)
+        k0, k1 = keys.start, keys.stop
         if k0 == 0:  # a view of the sink and the first keys: no copy per block
-            keys, values = all_keys[:, : 1 + k1], all_values[:, : 1 + k1]  # (B, 1 + K, dh)
+            key_rows, values = all_keys[:, : 1 + k1], all_values[:, : 1 + k1]  # (B, 1 + K, dh)
         else:
-            keys = torch.cat([sink_k.expand(B, 1, dh), k[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
+            key_rows = torch.cat([sink_k.expand(B, 1, dh), k[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
             values = torch.cat([sink_v.expand(B, 1, dh), v[:, k0:k1]], dim=1)  # (B, 1 + K, dh)
-        i = torch.arange(i0, i1, device=q.device)[:, None]
-        j = torch.arange(k0, k1, device=q.device)[None, :]
-        band = (j >= i - hi) & (j <= i - lo)  # (blk, K): lo <= i - j <= hi
-        allowed = torch.cat([band.new_ones(i1 - i0, 1), band], dim=1)  # (blk, 1 + K), the sink always visible
+        visible = band(lo, hi, range(i0, i1), keys, q.device)  # (blk, K)
+        allowed = with_sink(visible)  # (blk, 1 + K)
         bias = None
         if slope is not None:  # as models.positional.alibi_bias: 0 for the sink
-            bias = F.pad(-slope * (i - j).abs().to(q.dtype), (1, 0))  # (blk, 1 + K)
-        if kind == "softmax" and targets is None:  # fused (SDPA's flash kernel wants 4-D): no weights kept
-            s = scale[:, i0:i1] if per_query else scale
-            visible = allowed
-            if bias is not None:
-                visible = (bias * s).masked_fill(~allowed, float("-inf"))  # (B|1, blk, 1 + K)
-            y[:, i0:i1] = F.scaled_dot_product_attention(
-                (q[:, i0:i1] * (s / math.sqrt(dh)))[:, None], keys[:, None], values[:, None],
-                attn_mask=visible if visible.dim() == 2 else visible[:, None], scale=1.0)[:, 0]
+            offsets = torch.arange(i0, i1, device=q.device)[:, None] - torch.arange(k0, k1, device=q.device)
+            bias = F.pad(-slope * offsets.abs().to(q.dtype), (1, 0))  # (blk, 1 + K)
+        s = scale[:, None, i0:i1] if per_query else scale  # (B|1, 1, blk, 1): a head dimension of 1
+        out = attend(q[:, None, i0:i1], key_rows[:, None], values[:, None], None if open_mask else allowed, [kind],
+                     s, bias, need_weights=need_weights)
+        y[:, i0:i1] = out.values[:, 0]
+        if out.weights is None:
             continue
-        if kind == "softmax":
-            s = scale[:, i0:i1] if per_query else scale
-            logits = (q[:, i0:i1] * (s / math.sqrt(dh))) @ keys.transpose(1, 2)  # (B, blk, 1 + K)
-            if bias is not None:
-                logits = logits + bias * s
-            att = F.softmax(logits.masked_fill_(~allowed, float("-inf")), dim=-1)
-        else:  # hard kinds compare the unscaled scores
-            scores = (q[:, i0:i1] @ keys.transpose(1, 2)) * (1.0 / math.sqrt(dh))
-            if bias is not None:
-                scores = scores + bias
-            if kind != "average" and targets is None and observe is None:  # one value per query: a gather
-                if not open_mask:
-                    scores = scores.masked_fill(~allowed, float("-inf"))
-                # argmax returns the first of tied maxima: the leftmost, or the rightmost of the reversed row
-                if kind == "leftmost":
-                    pick = scores.argmax(-1)
-                else:
-                    pick = scores.shape[-1] - 1 - scores.flip(-1).argmax(-1)  # (B, blk)
-                y[:, i0:i1] = values.gather(1, pick[..., None].expand(-1, -1, dh))
-                continue
-            att = hard_attention(scores, allowed, kind)
-            if observe is not None:
-                observe(i0, k0, scores, allowed, att, values)
-        y[:, i0:i1] = att @ values
+        att = out.weights[:, 0]  # (B, blk, 1 + K)
+        if observe is not None and kind != "softmax":
+            observe(i0, k0, out.scores[:, 0], allowed, att, values)
         if targets is not None:
-            outside = att.masked_fill_(targets.block(band, i0, i1, k0, k1), 0.0).sum(-1)  # (B, blk)
+            outside = att.masked_fill(targets.block(visible, i0, i1, k0, k1), 0.0).sum(-1)  # (B, blk)
             worst = torch.maximum(worst, outside.max())
     return y, float(worst)
 

@@ -41,6 +41,26 @@ def mask_bounds(masks: Sequence[str], device=None) -> tuple[torch.Tensor, torch.
     return lo, hi
 
 
+def band(lo, hi, queries: range, keys: range, device=None) -> torch.Tensor:
+    """Which keys ``keys`` each query of ``queries`` sees, lo <= i - j <= hi: bool (len(queries), len(keys)),
+    or (H, len(queries), len(keys)) for (H,) tensors lo and hi."""
+    i = torch.arange(queries.start, queries.stop, device=device)[:, None]
+    j = torch.arange(keys.start, keys.stop, device=device)[None, :]
+    lo, hi = (torch.as_tensor(bound, device=device)[..., None, None] for bound in (lo, hi))
+    return (i - j >= lo) & (i - j <= hi)
+
+
+def key_span(lo: int, hi: int, queries: range, n: int) -> range:
+    """The keys of a word of length n that some query of ``queries`` sees under the band lo <= i - j <= hi."""
+    first = max(0, queries.start - hi)
+    return range(first, max(first, min(n, queries.stop - lo)))
+
+
+def with_sink(visible: torch.Tensor) -> torch.Tensor:
+    """``visible`` (..., T, K) with the sink's column 0 in front: visible to every query."""
+    return torch.cat([visible.new_ones(*visible.shape[:-1], 1), visible], dim=-1)
+
+
 def visibility(
     lo: torch.Tensor,
     hi: torch.Tensor,
@@ -59,14 +79,9 @@ def visibility(
     device = lo.device
     allowed = None
     if banded:  # some head masks by position
-        i = torch.arange(T, device=device)
-        d = (i[:, None] - i[None, :])[None]  # (1, T, T): d[0, i, j] = i - j
-        band = (d >= lo[:, None, None]) & (d <= hi[:, None, None])  # (H, T, T)
-        sink = torch.ones(band.shape[0], T, 1, dtype=torch.bool, device=device)
-        allowed = torch.cat([sink, band], dim=-1)[None]  # (1, H, T, T+1)
+        allowed = with_sink(band(lo, hi, range(T), range(T), device))[None]  # (1, H, T, T+1)
     if key_valid is not None:
-        sink = torch.ones(key_valid.shape[0], 1, dtype=torch.bool, device=device)
-        keys = torch.cat([sink, key_valid.to(device)], dim=-1)[:, None, None, :]  # (B, 1, 1, T+1)
+        keys = with_sink(key_valid.to(device))[:, None, None, :]  # (B, 1, 1, T+1)
         allowed = keys if allowed is None else allowed & keys  # (B, H, T, T+1)
     return allowed
 

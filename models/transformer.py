@@ -1,9 +1,10 @@
 """One encoder transformer for the question whether softmax attention simulates hard attention.
 
 Used alike by training (learned weights) and by constructions (weights set by hand). Read top
-to bottom, in the order data flows: the config, the per-head options, exact hard attention,
-self-attention (the fast SDPA path and the explicit path side by side), the ReLU MLP, the
-block, the model with its two output heads.
+to bottom, in the order data flows: the config, the per-head options, self-attention (the
+fast SDPA path and the explicit path side by side; the explicit one calls the attention kernel
+of models/attention.py, which the blocked evaluator shares), the ReLU MLP, the block, the model
+with its two output heads.
 
 Conventions (docs/models.md has the full list):
 - input_ids (B, T) hold symbol ids 0..vocab_size-1, right-padded; lengths (B,) the true word
@@ -28,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from softhard.models.attention import attend
 from softhard.models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
 from softhard.models.positional import (
     POSITIONAL,
@@ -142,30 +144,6 @@ class TransformerConfig:
                 problems.append(str(err))
         if problems:
             raise ValueError("invalid TransformerConfig:\n  " + "\n  ".join(problems))
-
-
-def hard_attention(scores: torch.Tensor, allowed: Optional[torch.Tensor], kind: str) -> torch.Tensor:
-    """Exact hard attention weights from scores (..., T, K) and a visibility mask (bool, True = visible).
-
-    leftmost / rightmost: weight 1 on the first / last column among the exact maxima of the
-    visible scores; average: weight 1/m on each of the m exact maxima. Columns are in position
-    order (in the model column 0 is the sink, position -1). Every row needs a visible column.
-    """
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    is_max = scores == scores.amax(dim=-1, keepdim=True)  # (..., T, K) the exact maxima
-    if kind == "average":
-        w = is_max.to(scores.dtype)
-        return w / w.sum(dim=-1, keepdim=True)
-    K = scores.shape[-1]
-    col = torch.arange(K, device=scores.device)
-    if kind == "leftmost":
-        pick = torch.where(is_max, col, K).amin(dim=-1)  # (..., T)
-    elif kind == "rightmost":
-        pick = torch.where(is_max, col, -1).amax(dim=-1)
-    else:
-        raise ValueError(f"hard_attention: unknown kind {kind!r}; expected leftmost, rightmost or average")
-    return F.one_hot(pick, K).to(scores.dtype)  # (..., T, K)
 
 
 @dataclass
@@ -306,35 +284,16 @@ class SelfAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **sdpa)  # (B, H, T, dh)
 
     def explicit_attention(self, qkv: torch.Tensor, ctx: _Context):
-        """Scores, temperature, mask, then softmax or hard attention per head: the weighted
-        values (B, H, T, dh), the weights and the logits (B, H, T, T+1)."""
+        """Scores, temperature, mask, then softmax or hard attention per head (models.attention.attend):
+        the weighted values (B, H, T, dh), the weights and the logits (B, H, T, T+1)."""
         T = qkv.shape[1]
-        H, dh = self.n_heads, self.d_head
         q, k, v = self.split_heads(qkv, ctx)
         scale = self.logit_scale(T, ctx).to(q.dtype)  # (B|1, H, T|1, 1) factor(n) / tau
         banded = any(m != "none" for m in self.masks)
         allowed = visibility(self.mask_lo, self.mask_hi, T, ctx.key_valid, banded)  # bool, (B|1, H|1, T|1, T+1)
-
-        def raw_scores():  # q.k / sqrt(dh) + bias, (B, H, T, T+1)
-            s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
-            return s if ctx.alibi is None else s + ctx.alibi.to(s.dtype)
-
-        if ctx.alibi is None:  # the same logits with the scale applied to the smaller q
-            logits = (q * (scale / math.sqrt(dh))) @ k.transpose(-2, -1)  # (B, H, T, T+1)
-        else:
-            logits = raw_scores() * scale  # (B, H, T, T+1)
-        if allowed is not None:
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        att = F.softmax(logits, dim=-1)  # (B, H, T, T+1); the sink keeps every row finite
-        hard_kinds = sorted(set(self.kinds) - {"softmax"})
-        scores = raw_scores() if hard_kinds else None
-        for kind in hard_kinds:
-            # hard heads compare the unscaled scores: a positive factor moves no maximum
-            heads = torch.tensor([kh == kind for kh in self.kinds], device=q.device).view(1, H, 1, 1)
-            att = torch.where(heads, hard_attention(scores, allowed, kind), att)
-        if self.training and self.attn_dropout > 0:
-            att = F.dropout(att, self.attn_dropout)
-        return att @ v, att, logits  # (B, H, T, dh)
+        out = attend(q, k, v, allowed, self.kinds, scale, ctx.alibi,
+                     dropout=self.attn_dropout if self.training else 0.0)
+        return out.values, out.weights, out.logits  # (B, H, T, dh), (B, H, T, T+1) x 2
 
     def forward(self, x: torch.Tensor, ctx: _Context, need_weights: bool, fast: Optional[bool] = None):
         B, T, _ = x.shape

@@ -482,3 +482,66 @@ def test_periodic_features():
     expected = np.stack([(-1.0) ** i, np.cos(2 * np.pi * i / 3), np.sin(2 * np.pi * i / 3),
                          np.cos(2 * np.pi * i / 16)], axis=1)
     np.testing.assert_allclose(values, expected, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# formulas deeper than Python's recursion limit: the compiler's traversals are iterative
+
+DEEP = 10_000
+
+
+def nested(depth: int, wrap, inner=Symbol("a")):
+    """``wrap`` applied ``depth`` times to ``inner``."""
+    for _ in range(depth):
+        inner = wrap(inner)
+    return inner
+
+
+def test_layer_depth_of_a_formula_nested_10000_deep():
+    """Y Y ... Y a needs one layer per Y; Y !Y ! ... a too (the ! ride in the MLPs of the Y's blocks)."""
+    for phi, layers in [(nested(DEEP, lambda f: Unary("Y", f)), DEEP),
+                        (nested(DEEP // 2, lambda f: Unary("Y", Unary("!", f))), DEEP // 2)]:
+        memo: dict = {}
+        assert layout_module.layer_depth(phi, memo, "hard", set(phi.walk())) == layers
+        assert memo[Symbol("a")] == 0
+
+
+def test_leaves_and_truth_value_of_a_boolean_chain_10000_deep():
+    """!!...!(Y a & Y b) (even count): leaves Y a, Y b in reading order; the value is their conjunction."""
+    y_a, y_b = Unary("Y", Symbol("a")), Unary("Y", Symbol("b"))
+    phi = nested(DEEP, lambda f: Unary("!", f), Binary("&", y_a, y_b))
+    depth = {node: 1 for node in phi.walk() if not isinstance(node, Symbol)}  # all in block 1, as plan puts them
+    assert layout_module.boolean_leaves(phi, depth.__contains__, depth, 1) == [y_a, y_b]
+    for a, b in itertools.product((False, True), repeat=2):
+        assert layout_module.boolean_value(phi, {y_a: a, y_b: b}) == (a and b)
+        assert layout_module.boolean_value(Unary("!", phi), {y_a: a, y_b: b}) == (not (a and b))
+
+
+def test_linear_form_of_a_sum_10000_deep():
+    """#a + #a + ... - #b: the compiler's linear form of a left-nested sum, and of a comparison with it."""
+    from softhard.models.compiler.operators import linear_term
+
+    count_a, count_b = Count(Symbol("a")), Count(Symbol("b"))
+    total = nested(DEEP, lambda t: Arithmetic("+", t, count_a), Integer(3))
+    assert linear_term(total) == ({count_a: DEEP}, 3)
+    cancelled = nested(DEEP, lambda t: Arithmetic("-", Arithmetic("+", t, count_a), count_a), Integer(0))
+    assert linear_term(Compare("<", cancelled, count_b)) == ({count_b: -1}, 0)  # a's coefficient 0 is dropped
+
+
+def test_a_formula_deeper_than_the_recursion_limit_compiles_exactly():
+    """b | Y !(b | Y !(... a)), nested three nodes per layer deeper than Python's recursion limit."""
+    import sys
+
+    phi = nested(sys.getrecursionlimit() // 3 + 30, lambda f: Binary("|", Symbol("b"), Unary("Y", Unary("!", f))))
+    compiled = compile_formula(phi, "a,b", mode="hard")
+    assert compiled.model.config.n_layers == temporal_depth(phi)
+    ids = all_words(2, 6)  # a past formula: every prefix up to length 6 too
+    np.testing.assert_array_equal(compiled.predict(ids), label_positions(phi, ids, compiled.alphabet))
+
+
+@pytest.mark.parametrize("text", ["Y " * DEEP + "a", "!" * DEEP + "a", "(a S " * DEEP + "b" + ")" * DEEP],
+                         ids=["Y", "!", "S"])
+def test_a_formula_nested_10000_deep_is_refused_in_one_line(text):
+    with pytest.raises(NotImplementedError, match=f"above MAX_DIMENSIONS = {layout_module.MAX_DIMENSIONS}") as err:
+        compile_formula(parse(text), "a,b", mode="hard")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200

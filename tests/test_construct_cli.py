@@ -11,7 +11,7 @@ from softhard.cli import main
 
 @pytest.mark.parametrize("mode", ["hard", "soft-unbounded", "soft-scaled"])
 def test_one_exact_json_line_per_length(capsys, mode):
-    code = main(["construct", "--formula", "a S b", "--alphabet", "a,b,c", "--mode", mode, "--lengths", "8,64", "--json"])
+    code = main(["construct", "--formula", "a S b", "--alphabet", "a,b,c", "--mode", mode, "--lengths", "8,64"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0 and [line["length"] for line in lines] == [8, 64]
     for line in lines:
@@ -33,7 +33,9 @@ def test_soft_scaled_temperature_shrinks_with_length(capsys):
         (["--formula", "#a % 17 = 0", "--alphabet", "a,b"], "modulus 17"),
         (["--formula", "a S", "--alphabet", "a,b"], "offset 3"),
         (["--formula", "a", "--alphabet", "a,b", "--device", "cuda"], "cuda"),
+        (["--formula", "Y " * 10_000 + "a", "--alphabet", "a,b"], "10002 residual dimensions"),  # nested 10,000 deep
     ],
+    ids=["mode", "modulus", "syntax", "device", "deep"],
 )
 def test_errors_are_one_message(capsys, argv, message):
     code = main(["construct", *argv])

@@ -123,7 +123,7 @@ def test_float64_keeps_lookup_scores_exact_where_fp32_rounds():
 
 def test_construct_dtype_reaches_the_features(capsys):
     argv = ["construct", "--formula", "a S b", "--alphabet", "a,b,c", "--mode", "soft-scaled", "--lengths", "600",
-            "--words", "2", "--json", "--dtype"]
+            "--words", "2", "--dtype"]
     assert softhard([*argv, "bfloat16"]) == 0 and softhard([*argv, "float64"]) == 0
     bf16, fp64 = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert bf16["accuracy"] < 1 and bf16["max_offtarget_mass"] > 0.1

@@ -1,4 +1,5 @@
-"""Attention of models/transformer.py: hard kinds, softmax limits, masks, the sink, n, the two paths."""
+"""Attention of models/transformer.py and its kernel (models/attention.py): hard kinds, softmax
+limits, masks, the sink, n, the two paths."""
 
 import math
 
@@ -6,10 +7,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from softhard.models.masks import MASKS, causal_query_padding, mask_bounds, visibility, visible_key_count
+from softhard.models.attention import attend, hard_attention
+from softhard.models.masks import (
+    MASK_BOUNDS,
+    MASKS,
+    band,
+    causal_query_padding,
+    key_span,
+    mask_bounds,
+    visibility,
+    visible_key_count,
+    with_sink,
+)
 from softhard.models.positional import apply_rope, rope_angles
 from softhard.models.temperature import HostCopy, TemperatureSchedule, length_factor
-from softhard.models.transformer import SelfAttention, Transformer, TransformerConfig, hard_attention
+from softhard.models.transformer import SelfAttention, Transformer, TransformerConfig
 
 NEG = float("-inf")
 
@@ -193,6 +205,67 @@ def test_query_without_keys_is_finite_and_attends_to_sink(kind, fast):
     assert torch.equal(att[0, 1, 4], F.one_hot(torch.tensor(0), 6).float())  # strict future at i = n-1
     assert torch.equal(att[1, :, 0], F.one_hot(torch.tensor([0, 0]), 6).float())
     assert torch.isfinite(model(x, lengths).position_logits).all()  # the fast path too
+
+
+# --- the kernel (models/attention.py) on its own ----------------------------------------------
+
+
+def kernel_inputs(seed=0, B=2, H=4, T=6, dh=4):
+    """Integer queries and keys (so hard heads meet exact ties), a banded mask with the sink, a bias."""
+    g = torch.Generator().manual_seed(seed)
+    q, k = (torch.randint(-2, 3, (B, H, rows, dh), generator=g).float() for rows in (T, T + 1))
+    v = torch.randn(B, H, T + 1, dh, generator=g)
+    allowed = with_sink(band(1, 3, range(T), range(T)))  # (T, T + 1): keys 1 to 3 steps back, and the sink
+    bias = -0.5 * torch.rand(T, T + 1, generator=g)
+    return q, k, v, allowed, bias
+
+
+@pytest.mark.parametrize("kinds", [["softmax", "rightmost", "average", "leftmost"],
+                                   ["leftmost", "average", "rightmost", "average"]])
+def test_kernel_gives_each_head_its_own_kind(kinds):
+    """Every head of a mixed layer as computed alone: softmax of the scaled, masked logits, or
+    hard_attention on the unscaled scores q.k / sqrt(dh) + bias."""
+    q, k, v, allowed, bias = kernel_inputs()
+    scale = 0.7
+    out = attend(q, k, v, allowed, kinds, scale, bias)
+    scores = q @ k.transpose(-2, -1) / 2.0 + bias  # sqrt(dh) = 2
+    for h, kind in enumerate(kinds):
+        if kind == "softmax":
+            expected = F.softmax((scores[:, h] * scale).masked_fill(~allowed, NEG), dim=-1)
+        else:
+            expected = hard_attention(scores[:, h], allowed, kind)
+        torch.testing.assert_close(out.weights[:, h], expected, rtol=0, atol=1e-6)  # weights of order 1, fp32
+        torch.testing.assert_close(out.values[:, h], expected @ v[:, h], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kinds", [["softmax"] * 4, ["leftmost"] * 4, ["rightmost"] * 4])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_kernel_without_weights_gives_the_same_values(kinds, with_bias):
+    """need_weights=False (fused SDPA, or a gather for one leftmost/rightmost kind) equals the weights path."""
+    q, k, v, allowed, bias = kernel_inputs(seed=1)
+    bias = bias if with_bias else None
+    scale = torch.rand(1, 4, 6, 1, generator=torch.Generator().manual_seed(2)) + 0.5  # per head and query
+    full = attend(q, k, v, allowed, kinds, scale, bias)
+    fast = attend(q, k, v, allowed, kinds, scale, bias, need_weights=False)
+    assert fast.weights is None and fast.logits is None
+    if kinds[0] == "softmax":
+        torch.testing.assert_close(fast.values, full.values, rtol=0, atol=1e-5)  # sums of order-1 terms
+    else:
+        assert torch.equal(fast.values, full.values)  # both pick one stored value
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_band_and_key_span_against_the_mask_table(mask):
+    """band is lo <= i - j <= hi of MASK_BOUNDS; key_span holds exactly the keys some query of a block sees."""
+    lo, hi = MASK_BOUNDS[mask]
+    n = 7
+    by_loop = torch.tensor([[lo <= i - j <= hi for j in range(n)] for i in range(n)])
+    assert torch.equal(band(lo, hi, range(n), range(n)), by_loop)
+    for queries in (range(0, 3), range(3, 7), range(6, 7)):
+        seen = [j for j in range(n) if by_loop[queries.start:queries.stop, j].any()]
+        span = key_span(lo, hi, queries, n)
+        assert list(span) == seen  # a band: the keys seen are contiguous
+        assert torch.equal(band(lo, hi, queries, span), by_loop[queries.start:queries.stop, span.start:span.stop])
 
 
 # --- n: the keys a query sees, and the length factors ------------------------------------------

@@ -76,12 +76,12 @@ class MLPBuilder:
         return len(use)
 
 
-def _affine(d: dict, index: dict, width: int) -> tuple[torch.Tensor, float]:
-    """An affine form {coordinate: coefficient} as (weight row (width,), bias)."""
+def _row(d: dict, index: dict, width: int) -> torch.Tensor:
+    """A form {coordinate: coefficient} as a weight row (width,); constants go through ``<one>``."""
     row = torch.zeros(width, dtype=torch.float64)
     for key, c in d.items():
         row[index[key]] += c
-    return row, 0.0
+    return row
 
 
 def build_model(layout: Layout, heads_per_block: list[list[HeadSpec]], alphabet: Alphabet, root: Formula,
@@ -137,15 +137,12 @@ def _embedding(model: Transformer, layout: Layout, alphabet: Alphabet) -> None:
 
 
 def _attention(attn, specs: list[HeadSpec], layout: Layout, H: int) -> None:
-    W, b = attn.c_attn.weight, attn.c_attn.bias  # (3 H dh, D), (3 H dh,)
+    W = attn.c_attn.weight  # (3 H dh, D); the bias stays 0
     D = W.shape[1]
     for h, spec in enumerate(specs):
         for part, forms in enumerate((spec.q, spec.k, [spec.v] + [{}] * (D_HEAD - 1))):
             for c, form in enumerate(forms):
-                row, bias = _affine(form, layout.index, D)
-                r = part * H * D_HEAD + h * D_HEAD + c
-                W[r] = row.to(W.dtype)
-                b[r] = bias
+                W[part * H * D_HEAD + h * D_HEAD + c] = _row(form, layout.index, D).to(W.dtype)
         attn.sink_k[h] = torch.tensor(spec.sink_k, dtype=attn.sink_k.dtype)
         attn.sink_v[h] = torch.tensor((spec.sink_v, 0.0), dtype=attn.sink_v.dtype)
         dim = layout.index[spec.node]

@@ -1,6 +1,6 @@
 """`softhard construct`: compile a formula and measure it against data.ltl, one JSON line per length.
 
-    softhard construct --formula "a S b" --alphabet a,b,c --mode soft-scaled --lengths 16,256,4096 --json
+    softhard construct --formula "a S b" --alphabet a,b,c --mode soft-scaled --lengths 16,256,4096
 
 For each length, ``--words`` members and ``--words`` non-members are sampled exactly
 (data/), the compiled model runs through ``blocked.evaluate`` (blocks of queries, memory linear
@@ -28,8 +28,7 @@ from softhard.data.language import Language
 from softhard.data.ltl import parse
 from softhard.models.compiler.blocked import DTYPES, evaluate
 from softhard.models.compiler.compiling import compile_formula
-
-MODES = ("hard", "soft-unbounded", "soft-scaled")
+from softhard.models.compiler.validation import MODES
 
 
 def check_device(device: str) -> None:
@@ -101,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_word_arguments(parser, lengths=[16, 256])
     parser.add_argument("--mode", choices=MODES, default="hard")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
-    parser.add_argument("--json", action="store_true", help="JSON lines (the default output is the same lines)")
     return parser
 
 

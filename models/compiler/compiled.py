@@ -10,6 +10,7 @@ import torch
 from softhard.data.alphabet import Alphabet
 from softhard.data.ltl.evaluate import label_positions
 from softhard.data.ltl.syntax import Formula
+from softhard.models.masks import MASK_BOUNDS, band
 from softhard.models.transformer import Transformer
 
 
@@ -52,7 +53,7 @@ class HeadInfo:
             s = label_positions(self.score_formula, ids, alphabet)
         i = np.arange(n)[:, None]
         j = np.arange(n)[None, :]
-        visible = {"strict_past": j < i, "strict_future": j > i, "past": j <= i, "none": j >= 0}[self.mask]  # (n, n)
+        visible = band(*MASK_BOUNDS[self.mask], range(n), range(n)).numpy()  # (n, n)
         if self.target_rule == "all":
             cand = np.broadcast_to(visible[None], (B, n, n))
         elif self.target_rule == "self":  # the query's own key if s holds there, else the sink

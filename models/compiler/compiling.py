@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+from softhard.data.alphabet import as_alphabet
 from softhard.data.ltl.syntax import Formula
 from softhard.models.compiler.assemble import build_model
 from softhard.models.compiler.compiled import CompiledModel, HeadInfo
 from softhard.models.compiler.layout import plan
 from softhard.models.compiler.operators import EPSILON, build_heads
-from softhard.models.compiler.validation import as_alphabet, validate
+from softhard.models.compiler.validation import validate
 
 
 def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int | None = None) -> CompiledModel:
@@ -40,7 +41,7 @@ def compile_formula(formula: Formula, alphabet, mode: str = "hard", length: int 
         ValueError: unknown mode, missing length, symbols outside the alphabet.
         NotImplementedError: Modulo in soft-unbounded, with a modulus above 16 or more than
             MAX_LEAVES residue atoms (all listed at once, one line); count coefficients summing
-            above operators.MAX_COEFFICIENTS.
+            above operators.MAX_COEFFICIENTS; more than layout.MAX_DIMENSIONS residual dimensions.
     """
     alphabet = as_alphabet(alphabet)
     validate(formula, alphabet, mode, length)

@@ -45,11 +45,10 @@ import numpy as np
 from softhard.data.alphabet import Alphabet
 from softhard.data.language import Language
 from softhard.data.ltl.evaluate import label_positions
-from softhard.data.ltl.syntax import Formula, Unary, temporal_depth, uses_counting
+from softhard.data.ltl.syntax import Formula, Unary, is_past, is_temporal, temporal_depth, uses_counting
 from softhard.models.compiler.blocked import evaluate
 from softhard.models.compiler.compiled import CompiledModel, HeadInfo
 from softhard.models.compiler.compiling import compile_formula
-from softhard.models.compiler.operators import DIRECTION
 
 BRACKET = 4.0  # the bracket grows by this factor per test
 C_MIN, C_MAX = BRACKET**-4, BRACKET**8  # the factors searched
@@ -91,7 +90,7 @@ def value_formula(node: Formula) -> Formula:
 def worst_case_words(info: HeadInfo, alphabet: Alphabet, n: int) -> np.ndarray | None:
     """The worst-case words of one head (module docstring), (B, n) ids; None when its s_j or v_j is
     not local (not a function of the letter) or the alphabet has no letters of the classes needed."""
-    if info.operator not in DIRECTION or n < 3:
+    if not is_temporal(info.node) or n < 3:
         return None
     value = value_formula(info.node)
     local = [f for f in (info.score_formula, value) if f is not None]
@@ -101,7 +100,7 @@ def worst_case_words(info: HeadInfo, alphabet: Alphabet, n: int) -> np.ndarray |
     s = np.ones(len(alphabet), bool) if info.score_formula is None else label_positions(info.score_formula, letters,
                                                                                         alphabet)[:, 0]
     v = label_positions(value, letters, alphabet)[:, 0]
-    past = DIRECTION[info.operator] == "past"
+    past = is_past(info.node)
     if info.target_rule == "any":
         if s.all() or not s.any():
             return None

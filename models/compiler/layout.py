@@ -41,6 +41,8 @@ from softhard.data.ltl.syntax import (
     Integer,
     Modulo,
     Node,
+    is_future,
+    is_temporal,
     uses_counting,
 )
 from softhard.models.compiler.operators import (
@@ -49,20 +51,24 @@ from softhard.models.compiler.operators import (
     POS_I2,
     POS_IN,
     POS_INV,
+    RULE,
     WORD_LENGTH,
     PositionTimes,
     ResidueAtom,
     WordLength,
     aux_score,
+    is_boolean,
     linear_term,
     modulo_value,
     periodic_features,
+    reads_aux_score,
     residue_atoms,
-    is_boolean,
-    is_temporal,
 )
 
 MAX_LEAVES = 12  # a truth table over k leaves takes up to 2^k ReLU pairs (assemble.py)
+# residual dimensions (one per subformula, helper and feature); bounds the layers too, since each
+# layer computes a node of its own, and so the model's size (layers times width)
+MAX_DIMENSIONS = 2048
 FEATURES = {"hard": [], "soft-scaled": [("i/n", POS_IN)], "soft-unbounded": [("i", POS_I)]}
 # the position and its square the residue lookups of modular counting score with (both modes)
 LOOKUP_FEATURES = [("i", POS_I), ("i^2", POS_I2)]
@@ -70,24 +76,49 @@ LOOKUP_FEATURES = [("i", POS_I), ("i^2", POS_I2)]
 
 def needs_position_times(node: Node, mode: str) -> bool:
     """soft-unbounded F and G read z_k = k p_k, computed by one extra head first."""
-    return mode == "soft-unbounded" and is_temporal(node) and node.op in ("F", "G")
+    return mode == "soft-unbounded" and is_future(node) and RULE[node.op] == "any"
 
 
 def needs_word_length(node: Node, mode: str) -> bool:
     """soft-unbounded X and U read N ~ n, computed by the word-length head in block 0."""
-    return mode == "soft-unbounded" and is_temporal(node) and node.op in ("X", "U")
+    return mode == "soft-unbounded" and is_future(node) and RULE[node.op] == "first"
+
+
+def _depth_inputs(node: Node) -> list:
+    """The nodes whose layer depths ``node``'s is computed from."""
+    inputs = list(node.children())
+    if isinstance(node, Modulo):
+        inputs += linear_term(node)[0]
+    if reads_aux_score(node):
+        inputs.append(aux_score(node))
+    return inputs
 
 
 def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
     """The block after which ``node`` is ready (0: the embedding); ``known``: the nodes with a
-    residual dimension, which a Boolean node's leaves must have."""
-    if node in memo:
-        return memo[node]
-    below = max((layer_depth(child, memo, mode, known) for child in node.children()), default=0)
+    residual dimension, which a Boolean node's leaves must have. Fills ``memo`` for every node
+    below, children first (iteratively: formulas of any depth)."""
+    stack = [node]
+    while stack:
+        top = stack[-1]
+        if top in memo:
+            stack.pop()
+            continue
+        pending = [below for below in _depth_inputs(top) if below not in memo]
+        if pending:
+            stack.extend(pending)
+        else:
+            memo[stack.pop()] = _own_depth(top, memo, mode, known)
+    return memo[node]
+
+
+def _own_depth(node: Node, memo: dict, mode: str, known: set) -> int:
+    """layer_depth of ``node`` once its ``_depth_inputs`` are in ``memo``."""
+    below = max((memo[child] for child in node.children()), default=0)
     if isinstance(node, Modulo):  # its truth table reads the residue atoms, one head after the counts
-        below = 1 + max((layer_depth(count, memo, mode, known) for count in linear_term(node.term)[0]), default=-1)
-    if is_temporal(node) and node.op in ("S", "U"):  # its heads read q | !p, which may take a layer of its own
-        below = max(below, layer_depth(aux_score(node), memo, mode, known))
+        below = 1 + max((memo[count] for count in linear_term(node)[0]), default=-1)
+    if reads_aux_score(node):  # its heads read q | !p, which may take a layer of its own
+        below = max(below, memo[aux_score(node)])
     if needs_word_length(node, mode):
         below = max(below, 1)
     adds = is_temporal(node) or isinstance(node, (Count, Compare))
@@ -95,8 +126,7 @@ def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
         adds = len(boolean_leaves(node, known.__contains__, memo, below)) > MAX_LEAVES
     if isinstance(node, Modulo) and node.modulus > 3 and below > 0:  # raw residue atoms go down to -1/(1 - cos(2 pi/m))
         adds = True
-    memo[node] = below + int(adds) + int(needs_position_times(node, mode))
-    return memo[node]
+    return below + int(adds) + int(needs_position_times(node, mode))
 
 
 def is_attention_node(node) -> bool:
@@ -121,35 +151,42 @@ class Layout:
         return len(self.attention)
 
 
+def _helpers(node: Node, mode: str) -> list:
+    """The coordinates ``node``'s heads or truth table read that are no subformula of their own."""
+    helpers = []
+    if reads_aux_score(node):
+        helpers.append(aux_score(node))
+    if needs_position_times(node, mode):
+        helpers.append(PositionTimes(node.arg))
+    if isinstance(node, Modulo):
+        helpers += residue_atoms(node)
+    return helpers
+
+
 def plan(formula: Formula, mode: str) -> Layout:
-    nodes = [n for n in formula.walk() if not isinstance(n, (Integer, Arithmetic))]
-    known = set(nodes)
-    aux = set()
-    for node in list(nodes):
-        if is_temporal(node) and node.op in ("S", "U"):
-            helper = aux_score(node)
-            if helper not in known:
-                known.add(helper)
-                aux.add(helper)
-                nodes.insert(nodes.index(node), helper)  # before its user; its operands come earlier
+    """The layout and schedule of ``formula``; NotImplementedError when it needs more than
+    MAX_DIMENSIONS residual dimensions."""
+    subformulas = [n for n in formula.walk() if not isinstance(n, (Integer, Arithmetic))]
+    known = set(subformulas)
+    nodes = []
+    for node in subformulas:
         if needs_word_length(node, mode) and WORD_LENGTH not in known:
             known.add(WORD_LENGTH)
             nodes.insert(0, WORD_LENGTH)
-        if needs_position_times(node, mode):
-            z = PositionTimes(node.arg)
-            if z not in known:
-                known.add(z)
-                nodes.insert(nodes.index(node), z)
-        if isinstance(node, Modulo):
-            for atom in residue_atoms(node):
-                if atom not in known:
-                    known.add(atom)
-                    nodes.insert(nodes.index(node), atom)
+        for helper in _helpers(node, mode):  # each just before its first user; its operands come earlier
+            if helper not in known:
+                known.add(helper)
+                nodes.append(helper)
+        nodes.append(node)
+    aux = {node for node in nodes if isinstance(node, Formula)} - set(subformulas)  # the target indicators q | !p
     moduli = sorted({node.modulus for node in nodes if isinstance(node, Modulo)})
     features = list(FEATURES[mode]) + ([("1/i", POS_INV)] if uses_counting(formula) else [])
     if moduli:
         features += LOOKUP_FEATURES + [f for m in moduli for f in periodic_features(m)]
     coordinates = [ONE] + [name for _, name in features] + nodes
+    if len(coordinates) > MAX_DIMENSIONS:
+        raise NotImplementedError(f"cannot compile: the formula needs {len(coordinates)} residual dimensions (one per "
+                                  f"subformula), above MAX_DIMENSIONS = {MAX_DIMENSIONS}")
     index = {c: d for d, c in enumerate(coordinates)}
     memo: dict = {}
     depth = max(1, layer_depth(formula, memo, mode, known))
@@ -183,37 +220,53 @@ def leaves(node: Formula, layout: Layout) -> list:
     return boolean_leaves(node, layout.index.__contains__, layout.depth, layout.depth[node])
 
 
-def boolean_leaves(node: Formula, has_dimension, depth: dict, block_depth: int, top: bool = True) -> list:
+def boolean_leaves(node: Formula, has_dimension, depth: dict, block_depth: int) -> list:
     """The nodes with a residual dimension below a Boolean node of depth ``block_depth``, reached
     through Boolean connectives, that are ready when its MLP runs: local nodes (embedding),
     attention nodes (this or an earlier block's heads) and Boolean nodes of smaller depth (an
-    earlier MLP); each once. A local node without a dimension, such as the ``!p`` inside an
-    auxiliary ``q | !p``, is looked through; a constant without one is folded into the table."""
-    if not top and has_dimension(node):
-        d = depth.get(node, 0)
-        if d == 0 or d < block_depth or is_attention_node(node):
-            return [node]
-    if isinstance(node, Constant):
-        return []
-    if isinstance(node, Modulo):
-        return residue_atoms(node)
-    found = []
-    for child in node.children():
-        for leaf in boolean_leaves(child, has_dimension, depth, block_depth, top=False):
-            if leaf not in found:
-                found.append(leaf)
-    return found
+    earlier MLP); each once, in reading order. A local node without a dimension, such as the
+    ``!p`` inside an auxiliary ``q | !p``, is looked through; a constant without one is folded
+    into the table."""
+    found, seen = {}, set()  # found: an ordered set
+    stack = [node]
+    while stack:
+        below = stack.pop()
+        if below in seen:
+            continue
+        seen.add(below)
+        if below is not node and has_dimension(below):
+            d = depth.get(below, 0)
+            if d == 0 or d < block_depth or is_attention_node(below):
+                found[below] = None
+                continue
+        if isinstance(below, Modulo):
+            found.update(dict.fromkeys(residue_atoms(below)))
+        elif not isinstance(below, Constant):
+            stack.extend(reversed(below.children()))
+    return list(found)
 
 
 def boolean_value(node: Formula, assignment: dict) -> bool:
-    """The value of a Boolean node given its leaves' values."""
-    if node in assignment:
-        return assignment[node]
-    if isinstance(node, Constant):
-        return node.value
-    if isinstance(node, Modulo):
-        return modulo_value(node, assignment)
-    if node.op == "!":
-        return not boolean_value(node.arg, assignment)
-    left, right = boolean_value(node.left, assignment), boolean_value(node.right, assignment)
-    return {"&": left and right, "|": left or right, "->": (not left) or right, "<->": left == right}[node.op]
+    """The value of a Boolean node given its leaves' values, through the operator table's truth
+    functions (iteratively: formulas of any depth)."""
+    values: dict = {}
+    stack = [node]
+    while stack:
+        top = stack[-1]
+        if top in values:
+            stack.pop()
+            continue
+        if top in assignment:
+            values[top] = assignment[top]
+        elif isinstance(top, Constant):
+            values[top] = top.value
+        elif isinstance(top, Modulo):
+            values[top] = modulo_value(top, assignment)
+        else:
+            pending = [child for child in top.children() if child not in values]
+            if pending:
+                stack.extend(pending)
+                continue
+            values[top] = bool(top.operator.function(*(values[child] for child in top.children())))
+        stack.pop()
+    return values[node]

@@ -85,19 +85,20 @@ Scores per mode (beta = 1/2, eps = EPSILON, n the longest word for soft-scaled):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from softhard.data.ltl.syntax import (
-    Arithmetic,
     Binary,
     Compare,
     Constant,
     Count,
     Formula,
-    Integer,
     Modulo,
     Term,
     Unary,
+    is_past,
+    is_temporal,
+    linear_form,
 )
 
 ONE, POS_I, POS_I2, POS_IN, POS_INV = "<one>", "<i>", "<i^2>", "<i/n>", "<1/i>"
@@ -107,8 +108,6 @@ BETA = 0.5  # soft-scaled: weight of the j/n tie-breaking term
 D_HEAD = 2
 _SQ = math.sqrt(D_HEAD)  # queries carry sqrt(d_head), so q.k / sqrt(d_head) is the designed score
 
-PAST = {"Y", "O", "H", "S"}
-DIRECTION = {"Y": "past", "O": "past", "H": "past", "S": "past", "X": "future", "F": "future", "G": "future", "U": "future"}
 RULE = {"Y": "last", "S": "last", "X": "first", "U": "first", "O": "any", "H": "any", "F": "any", "G": "any"}
 
 
@@ -133,7 +132,11 @@ class HeadSpec:
     tau: float = 1.0  # the fixed temperature (attn.tau); 1 in hard mode
     sink_v: float = 0.0  # the sink's value (coordinate 0)
     notes: str = ""
-    needs: list = field(default_factory=list)  # residual coordinates it reads
+
+
+def reads_aux_score(node) -> bool:
+    """p S q and p U q (the binary temporal operators): their heads read the target indicator q | !p."""
+    return is_temporal(node) and node.operator.arity == 2
 
 
 def aux_score(node: Binary) -> Formula:
@@ -154,13 +157,9 @@ def target_indicator(node: Formula) -> tuple[Formula | None, dict]:
     return aux, {aux: 1.0}
 
 
-def _scaled(d: dict, c: float) -> dict:
-    return {key: c * value for key, value in d.items()}
-
-
 def build_head(node: Formula, mode: str, length: int | None) -> HeadSpec:
     op = node.op
-    past = DIRECTION[op] == "past"
+    past = is_past(node)
     score_formula, s = target_indicator(node)
     if op in ("H", "G"):
         v, out_coef, out_bias = {ONE: 1.0, node.arg: -1.0}, -1.0, 1.0
@@ -209,11 +208,10 @@ def build_head(node: Formula, mode: str, length: int | None) -> HeadSpec:
     else:
         raise ValueError(f"unknown mode {mode!r}")
 
-    needs = sorted({key for d in q + k + [v] for key in d}, key=str)
     return HeadSpec(
         node=node, op=op, mask="strict_past" if past else "strict_future", hard_kind=hard_kind, kind=kind,
         target_rule=RULE[op], score_formula=score_formula, q=q, k=k, v=v, sink_k=sink_k,
-        out_coef=out_coef, out_bias=out_bias, gap=gap, tau=tau, notes=notes, needs=needs,
+        out_coef=out_coef, out_bias=out_bias, gap=gap, tau=tau, notes=notes,
     )
 
 
@@ -247,29 +245,11 @@ MAX_COEFFICIENTS = 1000  # the largest sum of |coefficients| of counts in one co
 TAU_COUNT = 0.5 / math.log(10 * MAX_COEFFICIENTS / 0.1)  # sink weight <= 0.01 / (MAX_COEFFICIENTS (i+1))
 
 
-def linear_term(term: Term) -> tuple[dict, int]:
-    """A term as ({Count node: coefficient}, constant)."""
-    if isinstance(term, Integer):
-        return {}, term.value
-    if isinstance(term, Count):
-        return {term: 1}, 0
-    if isinstance(term, Arithmetic):
-        (lc, l0), (rc, r0) = linear_term(term.left), linear_term(term.right)
-        sign = 1 if term.op == "+" else -1
-        out = dict(lc)
-        for node, c in rc.items():
-            out[node] = out.get(node, 0) + sign * c
-        return {n: c for n, c in out.items() if c}, l0 + sign * r0
-    raise TypeError(f"not a counting term: {term!r}")
-
-
-def comparison_form(node: Compare) -> tuple[dict, int]:
-    """t = left - right as ({Count: coefficient}, constant)."""
-    (lc, l0), (rc, r0) = linear_term(node.left), linear_term(node.right)
-    out = dict(lc)
-    for n, c in rc.items():
-        out[n] = out.get(n, 0) - c
-    return {n: c for n, c in out.items() if c}, l0 - r0
+def linear_term(node: Term | Compare | Modulo) -> tuple[dict, int]:
+    """``syntax.linear_form`` (a term; left - right for a comparison; the counted term for a modular
+    test) as ({Count: coefficient}, constant), without the counts whose coefficients cancel."""
+    coefficients, constant = linear_form(node)
+    return {count: c for count, c in coefficients.items() if c}, constant
 
 
 def build_count_head(node: Count, mode: str) -> HeadSpec:
@@ -278,7 +258,6 @@ def build_count_head(node: Count, mode: str) -> HeadSpec:
         target_rule="all", score_formula=None, q=[{ONE: _SQ}, {}], k=[{ONE: 1.0}, {}], v={node.arg: 1.0},
         sink_k=(0.5, 0.0), out_coef=1.0, out_bias=0.0, gap=0.5, tau=1.0 if mode == "hard" else TAU_COUNT,
         notes="uniform over j <= i: #p/(i+1); score 1, sink 1/2",
-        needs=[ONE, node.arg],
     )
 
 
@@ -289,7 +268,7 @@ SIGN_USE = {  # op -> ((uses g1, coefficient), (uses g2, coefficient), bias)
 
 
 def build_sign_heads(node: Compare, mode: str, length) -> list:
-    coefs, c0 = comparison_form(node)
+    coefs, c0 = linear_term(node)
     if sum(abs(c) for c in coefs.values()) > MAX_COEFFICIENTS:
         raise NotImplementedError(f"comparison {node}: count coefficients sum above {MAX_COEFFICIENTS}")
     g1_coef, g2_coef, bias = SIGN_USE[node.op]
@@ -320,7 +299,7 @@ def build_sign_heads(node: Compare, mode: str, length) -> list:
             node=node, op="compare", mask="past", hard_kind="rightmost", kind="rightmost" if mode == "hard" else "softmax",
             target_rule="query", score_formula=score, q=q, k=k, v={ONE: 1.0},
             sink_k=(0.0, 0.0), out_coef=coef, out_bias=bias if not specs else 0.0, gap=gap, tau=tau,
-            notes=notes, needs=sorted({key for d in q + k for key in d}, key=str),
+            notes=notes,
         ))
     return specs
 
@@ -341,7 +320,7 @@ def build_position_times_head(z: PositionTimes) -> HeadSpec:
         node=z, op="i*", mask="past", hard_kind="rightmost", kind="softmax", target_rule="self",
         score_formula=z.arg, q=[{z.arg: 2 * _SQ, ONE: -_SQ}, {}], k=[{POS_I: 1.0, ONE: 1.0}, {}], v={POS_I: 1.0},
         sink_k=(0.0, 0.0), out_coef=1.0, out_bias=0.0, gap=gap, tau=gap / math.log(1 + 2 / EPSILON),
-        notes="score (2 p_k - 1)(m + 1), sink 0, value m: k p_k", needs=[z.arg, POS_I, ONE],
+        notes="score (2 p_k - 1)(m + 1), sink 0, value m: k p_k",
     )
 
 
@@ -362,7 +341,7 @@ def build_word_length_head() -> HeadSpec:
         node=WORD_LENGTH, op="n", mask="none", hard_kind="average", kind="softmax", target_rule="all",
         score_formula=None, q=[{ONE: _SQ}, {}], k=[{}, {}], v={POS_I: 2.0, ONE: 1.0}, sink_k=(-gap, 0.0),
         out_coef=1.0, out_bias=0.0, gap=gap, tau=gap / math.log(1 + 2 / EPSILON),
-        notes="uniform over every key, value 2j + 1: n; score 0, sink -1", needs=[POS_I, ONE],
+        notes="uniform over every key, value 2j + 1: n; score 0, sink -1",
     )
 
 
@@ -405,13 +384,13 @@ class ResidueAtom:
 
 def residue_atoms(node: Modulo) -> list:
     """The residue atoms ``t % m = r`` is a truth table of: a = 0..m-2 for each count in t."""
-    coefs, _ = linear_term(node.term)
+    coefs, _ = linear_term(node)
     return [ResidueAtom(count, node.modulus, a) for count in coefs for a in range(node.modulus - 1)]
 
 
 def modulo_value(node: Modulo, atoms: dict) -> bool:
     """``t % m = r`` from the residue atoms' values (a count whose atoms are all 0 has residue m - 1)."""
-    coefs, c0 = linear_term(node.term)
+    coefs, c0 = linear_term(node)
     m = node.modulus
     total = c0 + sum(c * next((a for a in range(m - 1) if atoms[ResidueAtom(count, m, a)]), m - 1)
                      for count, c in coefs.items())
@@ -448,7 +427,6 @@ def build_residue_head(atom: ResidueAtom, mode: str, length) -> HeadSpec:
         target_rule="lookup", score_formula=atom.count.arg, q=q, k=k, v=v, sink_k=(0.0, 0.0),
         out_coef=1.0 / (1.0 - near), out_bias=-near / (1.0 - near), gap=gap, tau=tau,
         sink_v=math.cos(2 * math.pi * a / m), notes=notes + f"; value cos(2 pi (j+1-{a})/{m})",
-        needs=sorted({key for d in q + k + [v] for key in d}, key=str),
     )
 
 
@@ -472,12 +450,8 @@ def is_numeric(node) -> bool:
     return isinstance(node, (Count, PositionTimes, WordLength))
 
 
-def is_temporal(node: Formula) -> bool:
-    return isinstance(node, (Unary, Binary)) and node.op in DIRECTION
-
-
 def is_boolean(node: Formula) -> bool:
     """Computed by an MLP truth table (Modulo: over its residue atoms)."""
-    return isinstance(node, (Constant, Modulo)) or (isinstance(node, Unary) and node.op == "!") or (
-        isinstance(node, Binary) and node.op in ("&", "|", "->", "<->")
+    return isinstance(node, (Constant, Modulo)) or (
+        isinstance(node, (Unary, Binary)) and node.operator.kind == "boolean"
     )

@@ -18,14 +18,6 @@ from softhard.models.positional import MAX_PERIOD
 MODES = ("hard", "soft-unbounded", "soft-scaled")
 
 
-def as_alphabet(alphabet) -> Alphabet:
-    if isinstance(alphabet, Alphabet):
-        return alphabet
-    if isinstance(alphabet, str):
-        return Alphabet.from_text(alphabet)
-    return Alphabet(alphabet)
-
-
 def validate(formula: Formula, alphabet: Alphabet, mode: str, length) -> None:
     """Raise ValueError (bad arguments) or NotImplementedError (unsupported operators)."""
     problems = []
