@@ -132,7 +132,7 @@ def test_the_construct_command_routes_save_run_here(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--formula", "#a % 2 = 0", "--alphabet", "a,b"], "Modulo"),
+    [(["--formula", "#a % 17 = 0", "--alphabet", "a,b"], "modulus 17"),
      (["--formula", "a S", "--alphabet", "a,b"], "offset 3"),
      (["--formula", "a", "--alphabet", "a,b", "--max-length", "0"], "--max-length"),
      (["--formula", "a", "--alphabet", "a,b", "--probe-words", "-1"], "--probe-words")],

@@ -115,7 +115,7 @@ def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
     modular = runs / "modular"
     shutil.copytree(tiny_grid / "since_ab-fixed-seed0", modular)
     info = json.loads((modular / "run_info.json").read_text())
-    (modular / "run_info.json").write_text(json.dumps({**info, "formula": "#a % 2 = 0"}))
+    (modular / "run_info.json").write_text(json.dumps({**info, "formula": "#a % 17 = 0"}))
     shutil.copytree(tiny_grid / "since_ab-fixed-seed1", runs / "no-config")
     (runs / "no-config" / "config.yaml").unlink()
     (runs / "empty").mkdir()
@@ -124,10 +124,10 @@ def test_unusable_runs_are_listed_and_the_rest_reported(tiny_grid, tmp_path):
     skipped = text[text.index("## Skipped"):]
     assert "no-attention: no saved attention" in skipped
     assert "unfinished: no length_generalization.csv" in skipped and "unfinished: no checkpoint" in skipped
-    assert "has no hard construction" in skipped and "Modulo" in skipped
+    assert "has no hard construction" in skipped and "modulus 17" in skipped
     assert "no-config: no train length (config.yaml data.max_length): not extrapolated" in skipped
     assert "no-config: no train length (config.yaml data.max_length): not probed" in skipped
-    assert "## Formula `#a % 2 = 0`" in text  # its temperatures and probes are still reported
+    assert "## Formula `#a % 17 = 0`" in text  # its temperatures and probes are still reported
     assert not (tmp_path / "out" / "report.html").exists()
 
 
