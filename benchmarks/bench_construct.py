@@ -19,10 +19,8 @@ per doubling (every query still meets every key).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import functools
 import multiprocessing
-import re
 import sys
 import time
 from pathlib import Path
@@ -30,11 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
-
-
-def _rss_kb(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+from benchmarks.peak_memory import peak_bytes  # noqa: E402 (after the path)
 
 
 def measure(formula: str, alphabet: str, length: int, words: int, dtype: str, device: str, block: int,
@@ -54,21 +48,7 @@ def measure(formula: str, alphabet: str, length: int, words: int, dtype: str, de
     run = functools.partial(evaluate, compiled, ids, dtype, device, offtarget=True, block=block)
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     evaluate(compiled, ids[:, :8], dtype, device, offtarget=True)  # lazy start-up outside the measurements
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        run()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        # glibc: blocks of 64 KiB or more are mapped on allocation and unmapped on free, so the resident
-        # set follows the live tensors (while the heap holds no large free block: before the timing)
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-        mallopt(M_MMAP_THRESHOLD, 1 << 16)
-        Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current resident set
-        base = _rss_kb("VmRSS")
-        run()
-        peak = (_rss_kb("VmHWM") - base) * 1024
-        mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's own ceiling for the threshold: reuse, as by default
+    peak = peak_bytes(run, device)  # before the timing: the heap holds no large free block yet
     seconds = []
     for _ in range(repeat):
         sync()

@@ -8,8 +8,8 @@ temperature, 3 symbols) with seeded random weights: memory and time do not depen
 weights learned. The language is since_ab (`a S b`); for the gap rule, learned head L0H0 is
 matched to the hard construction's `a S b` head (a stand-in for analysis.attention's matching,
 which needs a trained run's saved attention). Each length runs in a fresh process, and peak
-memory is measured as in bench_construct.py (CPU: the rise of the resident set's high-water
-mark over one call, glibc mapping every large block; GPU: max_memory_allocated). With a fixed
+memory is benchmarks/peak_memory.py's (CPU: the rise of the resident set's high-water mark over
+one call, glibc mapping every large block; GPU: max_memory_allocated). With a fixed
 ``--block`` the largest tensors are (B, block, n + 1) and the residual streams (B, n, d_model),
 so memory(2n) / memory(n) should be about 2 (linear in n, never n-by-n); time grows about
 4-fold per doubling (every query still meets every key).
@@ -18,7 +18,6 @@ so memory(2n) / memory(n) should be about 2 (linear in n, never n-by-n); time gr
 from __future__ import annotations
 
 import argparse
-import ctypes
 import multiprocessing
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_construct import M_MMAP_THRESHOLD, _rss_kb  # noqa: E402 (after the path)
+from benchmarks.peak_memory import peak_bytes  # noqa: E402 (after the path)
 
 
 def measure(length: int, words: int, attentions: list, device: str, block: int, threads: int | None) -> tuple:
@@ -55,19 +54,7 @@ def measure(length: int, words: int, attentions: list, device: str, block: int, 
     evaluate_model(model, language, [8], attentions, construction, matches, words=2, device=device, progress=False)
     language.sample_both(length, words // 2, 0)  # the sampler's tables are built outside the measurement
     start = time.perf_counter()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        run()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-        mallopt(M_MMAP_THRESHOLD, 1 << 16)
-        Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current resident set
-        base = _rss_kb("VmRSS")
-        run()
-        peak = (_rss_kb("VmHWM") - base) * 1024
+    peak = peak_bytes(run, device)
     return time.perf_counter() - start, peak
 
 

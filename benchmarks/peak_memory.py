@@ -1,0 +1,43 @@
+"""What one call adds to peak memory, on a GPU or a Linux CPU: the benchmarks' shared measurement.
+
+On GPU: ``torch.cuda.max_memory_allocated`` over the memory allocated before the call (all of it
+lives there). On CPU (Linux, glibc): the rise of the resident set's high-water mark (reset
+through /proc/self/clear_refs) over the resident set just before the call, during which every
+block of 64 KiB or more is mapped on allocation and unmapped on free (mallopt), so that the
+resident set follows the live tensors. Measure in a fresh process (a larger allocator cache of an
+earlier call would hide memory) and before any timing (the mmap threshold is restored after).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+from typing import Callable
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+
+
+def _rss_kb(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+
+def peak_bytes(run: Callable[[], object], device: str) -> int:
+    """Bytes that ``run()`` adds at its peak on ``device`` ("cpu" or "cuda")."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    mallopt(M_MMAP_THRESHOLD, 1 << 16)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current resident set
+        base = _rss_kb("VmRSS")
+        run()
+        return (_rss_kb("VmHWM") - base) * 1024
+    finally:
+        mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's own ceiling for the threshold: reuse, as by default
