@@ -207,8 +207,13 @@ def test_a_mapping_stacks_your_config_files_on_the_package_ones(tmp_path):
 
 def test_shipped_grids_expand():
     study = load_grid(CONFIGS / "grids" / "study.yaml", "runs/grids/study")
-    assert len(study) == 8 * 3 * 3 * 3
-    assert {run.name for run in study} >= {"since_ab-i-learned-seed2", "majority-sinusoidal-log_n-seed0"}
+    spec = yaml.safe_load((CONFIGS / "grids" / "study.yaml").read_text())
+    assert len(spec["languages"]) >= 12 and len(spec["seeds"]) >= 3
+    assert len(study) == len(spec["languages"]) * len(spec["cells"]) * len(spec["seeds"])
+    assert {run.name for run in study} >= {"since_ab-nope_strict-seed2", "majority-in_nlogn-seed0"}
+    # Every cell sets what the languages' own configs choose per class, so a cell is the same model everywhere.
+    for run in study:
+        assert {"model.transformer.positional", "model.transformer.temperature", "model.transformer.mask"} <= set(run.axes)
     smoke = load_grid(SMOKE, "out")
     assert [run.name for run in smoke] == ["since_ab-i_over_n-fixed-seed0", "since_ab-i_over_n-log_n-seed0"]
 
@@ -362,14 +367,19 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, 
 # ---------------------------------------------------------------------------- the wandb sweep
 
 
-def test_the_wandb_sweep_file_runs_locally_as_the_study_grid(tmp_path):
+def test_the_wandb_sweep_file_runs_locally_as_its_grid(tmp_path):
     """configs/sweep.yaml is a grid file too: its values become axes and its value entries overrides, the
-    same runs (names and commands) as configs/grids/study.yaml."""
+    same runs (names and commands) as the grid file of the same cross product."""
     sweep = load_grid(CONFIGS / "sweep.yaml", tmp_path)
-    study = load_grid(CONFIGS / "grids" / "study.yaml", tmp_path)
-    assert [run.name for run in sweep] == [run.name for run in study] and len(sweep) == 216
-    assert [run.command() for run in sweep] == [run.command() for run in study]
-    assert sweep[0].group == "softhard-study" and study[0].group == "study"
+    spec = yaml.safe_load((CONFIGS / "sweep.yaml").read_text())["parameters"]
+    grid_file = write_grid(tmp_path, yaml.safe_dump(sort_keys=False, data={
+        "languages": spec["data.language"]["values"], "positional": spec["model.transformer.positional"]["values"],
+        "temperature": spec["model.transformer.temperature"]["values"], "seeds": spec["seed_everything"]["values"],
+        "overrides": {key: value["value"] for key, value in spec.items() if "value" in value}}))
+    crossed = load_grid(grid_file, tmp_path)
+    assert [run.name for run in sweep] == [run.name for run in crossed] and len(sweep) == 216
+    assert [run.command() for run in sweep] == [run.command() for run in crossed]
+    assert sweep[0].group == "softhard-study" and crossed[0].group == "grid"
 
 
 @pytest.mark.parametrize("text, message", [
