@@ -162,3 +162,28 @@ def test_quickstart_writes_the_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("quickstart: reusing") == 2 and out.count("quickstart: training") == 2
     assert all(run_folder.state(run) == "done" for run in (tmp_path / "qs").glob("*-*"))
+
+
+def test_evaluated_runs_get_the_three_curves_and_how_far_each_reaches(built, tiny_study, tmp_path):
+    """Runs with evaluation.csv (softhard evaluate at 50 and 500): as trained, hardened and gap rule side by
+    side, and a breakdown length per configuration and setting checked against the files themselves."""
+    assert "## As trained, hardened, gap rule" not in (built[0] / "report.md").read_text()  # no evaluation.csv
+    out = tmp_path / "report"
+    build_report(tiny_study, out, fmt="md", probe_seeds=0, threshold=0.95)
+    text = (out / "report.md").read_text()
+    assert "## As trained, hardened, gap rule" in text and "(evaluation_curves.png)" in text
+    reach = pd.read_csv(out / "evaluation_reach.csv")
+    assert set(reach["attention"]) == {"as-trained", "hardened", "gap-rule"}
+    for run_dir in sorted(tiny_study.glob("*-seed*")):
+        evaluated = pd.read_csv(run_dir / "evaluation.csv")
+        for attention, rows in evaluated.groupby("attention"):
+            below = rows.loc[rows["string_accuracy"] < 0.95, "length"]
+            row = reach[(reach["run_dir"] == str(run_dir)) & (reach["attention"] == attention)].iloc[0]
+            assert (pd.isna(row["breakdown_length"]) and below.empty) or row["breakdown_length"] == below.min()
+    curves = pd.read_csv(out / "evaluation_curves.csv")
+    since_ab = curves[(curves["language"] == "since_ab") & (curves["temperature"] == "log_n")
+                      & (curves["attention"] == "hardened") & (curves["length"] == 500)].iloc[0]
+    seeds = [pd.read_csv(tiny_study / f"since_ab-log_n-seed{seed}" / "evaluation.csv").query(
+        "attention == 'hardened' and length == 500")["string_accuracy"].iloc[0] for seed in (0, 1)]
+    assert since_ab["n_seeds"] == 2 and since_ab["mean"] == pytest.approx(sum(seeds) / 2)
+    assert since_ab["max"] == max(seeds)
