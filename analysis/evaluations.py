@@ -11,8 +11,11 @@ the three settings side by side, one row of panels per configuration.
 
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from softhard.analysis import length_generalization
 from softhard.analysis.evaluate import ATTENTIONS, FILE
@@ -74,7 +77,7 @@ def plot_evaluation_curves(table: pd.DataFrame, metric: str = EVALUATION_METRIC,
     settings = [a for a in ATTENTIONS if a in set(table["attention"])]
     groups = list(curves.groupby(configs, dropna=False, sort=True))
     labels = length_generalization.configuration_labels(curves)
-    figure = Figure(figsize=(3.6 * len(settings), 2.8 * len(groups)), layout="constrained")
+    figure = Figure(figsize=(3.6 * len(settings), 3.0 * len(groups)), layout="constrained")
     grid = figure.subplots(len(groups), len(settings), squeeze=False, sharex=True, sharey=True)
     for row, (_, group) in zip(grid, groups):
         label = f"{group['language'].iloc[0]}: {labels[group.index[0]]}"
@@ -89,8 +92,12 @@ def plot_evaluation_curves(table: pd.DataFrame, metric: str = EVALUATION_METRIC,
                               linewidth=0)
             axes.axhline(threshold, color="black", linestyle=":", linewidth=1)
             axes.set_xscale("log")
+            lengths = sorted(set(curve["length"]))
+            axes.set_xticks(lengths, [f"{n:g}" for n in lengths])
+            axes.xaxis.set_minor_formatter(NullFormatter())
             axes.set_ylim(0, 1.02)
-            axes.set_title(f"{attention}\n{label}" if len(label) < 60 else attention, fontsize="small")
+            axes.set_title(attention if axes is not row[0] else f"{textwrap.fill(label, 45)}\n{attention}",
+                           fontsize="small")
     figure.supxlabel("word length")
     figure.supylabel(metric.replace("_", " "))
     return figure

@@ -7,8 +7,8 @@ Reads every run folder under RUNS_DIR (the output folder of `softhard grid --gri
 configs/grids/study.yaml`) and writes into --out:
 
 * ``summary.csv``: one row per run (SUMMARY_COLUMNS, then ``acc_<test bin>`` per test bin):
-  cell (the grid's named cell, from RUNS_DIR/grid.csv; else the run's positional encoding and
-  temperature), language, class (STUDY_CLASSES), seed, in-distribution string accuracy on the
+  cell (the grid's named cell, from RUNS_DIR/grid.csv; else the run's configuration label:
+  positional encoding, temperature and the other settings that vary), language, class (STUDY_CLASSES), seed, in-distribution string accuracy on the
   validation split, learned (>= LEARNED), breakdown length over the test bins, string
   accuracy as trained, hardened and by the gap rule at 10x and 100x the train length (from
   evaluation.csv), and the mean TV of the run's heads to their matched construction heads;
@@ -111,8 +111,8 @@ def _per_run(rows: pd.DataFrame, breakdown: pd.DataFrame, cells: dict, learned: 
         _masks(first.index), index=first.index)
     summary = pd.DataFrame({
         "run": first["run"],
-        "cell": [cells.get(str(Path(r).resolve()), f"{p}, {t}") for r, p, t in
-                 zip(first.index, first["positional"], first["temperature"])],
+        "cell": [cells.get(str(Path(r).resolve()), label) for r, label in
+                 zip(first.index, length_generalization.configuration_labels(first))],
         "language": first["language"], "class": first["language"].map(language_class), "seed": first["seed"],
         "positional": first["positional"], "temperature": first["temperature"], "mask": mask,
         "train_max_length": first["train_max_length"],
@@ -220,7 +220,9 @@ def plot_learned(table: pd.DataFrame) -> Figure:
     """The fraction of runs that learned: cells (rows) by classes (columns)."""
     grid = table.pivot(index="cell", columns="class", values="fraction")
     grid = grid[[c for c in CLASS_ORDER if c in grid.columns] + [c for c in grid.columns if c not in CLASS_ORDER]]
-    figure = Figure(figsize=(1.4 * grid.shape[1] + 3, 0.4 * grid.shape[0] + 1.5), layout="constrained")
+    longest = max((len(str(cell)) for cell in grid.index), default=0)
+    figure = Figure(figsize=(1.4 * grid.shape[1] + 0.08 * longest + 2.5, 0.4 * grid.shape[0] + 1.5),
+                    layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(grid.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
     axes.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
@@ -238,39 +240,45 @@ def plot_generalization(summary: pd.DataFrame, runs: str = "learned") -> Figure:
     chosen = summary[summary["learned"]] if runs == "learned" else summary
     bins = [c for c in summary.columns if c.startswith("acc_")]
     classes = [c for c in CLASS_ORDER if c in set(summary["class"])] + sorted(set(summary["class"]) - set(CLASS_ORDER))
-    figure = Figure(figsize=(4.2 * len(classes), 3.6), layout="constrained")
-    panels = figure.subplots(1, len(classes), squeeze=False, sharey=True)[0]
+    figure = Figure(figsize=(4.2 * len(classes) + 3, 3.8), layout="constrained")
+    *panels, key = figure.subplots(1, len(classes) + 1, squeeze=False, sharey=True,
+                                   width_ratios=[1] * len(classes) + [0.7])[0]
+    key.axis("off")  # the legend's column
     for axes, name in zip(panels, classes):
         means = chosen[chosen["class"] == name].groupby("cell", sort=False)[bins].mean()
         for cell, row in means.iterrows():
             axes.plot(range(len(bins)), row.to_numpy(dtype=float), marker=".", label=cell)
-        axes.set_xticks(range(len(bins)), [b.removeprefix("acc_test_") for b in bins], rotation=45, fontsize="x-small")
+        axes.set_xticks(range(len(bins)), [b.removeprefix("acc_test_").replace("_", "-") for b in bins], rotation=45,
+                        fontsize="x-small")
         axes.set_title(f"{name} ({runs} runs)")
         axes.set_ylim(0, 1.02)
     panels[0].set_ylabel("string accuracy (mean over runs)")
-    if len(chosen):
-        panels[-1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1, 0.5))
     figure.supxlabel("test bin (word lengths)")
+    handles = {label: handle for axes in panels for handle, label in zip(*axes.get_legend_handles_labels())}
+    if handles:
+        key.legend(list(handles.values()), list(handles), loc="center left", fontsize="x-small")
     return figure
 
 
 def plot_mechanism(summary: pd.DataFrame) -> Figure:
-    """Over the runs that learned, per cell: mean string accuracy as trained, hardened and by the gap rule,
-    at 10x and 100x the train length (a panel each)."""
+    """Over the runs that learned, per cell (a row of bars): mean string accuracy as trained, hardened and by
+    the gap rule, at 10x and 100x the train length (a panel each)."""
     learned = summary[summary["learned"]]
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    cells = list(dict.fromkeys(learned["cell"]))
+    figure = Figure(figsize=(11, 1.2 + 0.45 * max(len(cells), 1)), layout="constrained")
     panels = figure.subplots(1, len(FACTORS), squeeze=False, sharey=True)[0]
     for axes, factor in zip(panels, FACTORS):
         columns = [f"{a.replace('-', '_')}_{factor}x" for a in ATTENTIONS]
-        means = learned.groupby("cell", sort=False)[columns].mean()
-        positions = np.arange(len(means))
+        means = learned.groupby("cell", sort=False)[columns].mean().reindex(cells)
+        positions = np.arange(len(cells))
         for k, (setting, column) in enumerate(zip(ATTENTIONS, columns)):
-            axes.bar(positions + (k - 1) * 0.27, means[column].to_numpy(dtype=float), width=0.27, label=setting)
-        axes.set_xticks(positions, means.index, rotation=45, ha="right", fontsize="small")
-        axes.set_title(f"{factor}x the train length (learned runs)")
-        axes.set_ylim(0, 1.02)
-    panels[0].set_ylabel("string accuracy")
-    panels[-1].legend(fontsize="small")
+            axes.barh(positions + (k - 1) * 0.27, means[column].to_numpy(dtype=float), height=0.27, label=setting)
+        axes.set_yticks(positions, cells, fontsize="small")
+        axes.set_title(f"{factor}x the train length (learned runs)", fontsize="medium")
+        axes.set_xlim(0, 1.02)
+        axes.set_xlabel("string accuracy")
+    panels[0].invert_yaxis()  # the first cell on top (shared by both panels)
+    panels[-1].legend(fontsize="small", loc="lower right")
     return figure
 
 
