@@ -93,8 +93,7 @@ class Run:
         args = [arg for config in self.configs for arg in ("--config", str(config))]
         # Headless: tqdm over finished runs is the progress; the user's overrides come later and win.
         args += ["--trainer.enable_progress_bar", "false"]
-        for key, value in self.axes.items():
-            args += [f"--{key}", _cli_value(value)]
+        args += self.axis_args()
         args += ["--seed_everything", str(self.seed), "--run_dir", str(self.run_dir), "--wandb", wandb]
         if wandb != "disabled":
             args += ["--wandb_group", self.group, "--wandb_tags", json.dumps(self.tags)]
@@ -103,6 +102,10 @@ class Run:
         if resume:
             args += ["--ckpt_path", "last"]
         return args
+
+    def axis_args(self) -> list[str]:
+        """This run's point of the grid (its cell's settings and axis values) as `softhard train` flags."""
+        return [arg for key, value in self.axes.items() for arg in (f"--{key}", _cli_value(value))]
 
     def command(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
         return [sys.executable, "-m", "softhard", "train", *self.train_args(wandb, resume)]
