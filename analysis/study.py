@@ -55,11 +55,10 @@ STUDY_CLASSES = {
     "parity": "non-star-free", "even_length": "non-star-free",
 }
 CLASS_ORDER = ("local", "tie-breaking", "set-valued", "star-free", "counting", "non-star-free")
+EVALUATED = [f"{a.replace('-', '_')}_{f}x" for f in FACTORS for a in ATTENTIONS]  # as_trained_10x, ...
 SUMMARY_COLUMNS = ("run", "cell", "language", "class", "seed", "positional", "temperature", "mask",
                    "train_max_length", "in_distribution", "learned", "longest_length", "breakdown_length",
-                   "breakdown_ratio",
-                   *[f"{a.replace('-', '_')}_{f}x" for f in FACTORS for a in ATTENTIONS], "mean_tv", "run_dir")
-EVALUATED = [f"{a.replace('-', '_')}_{f}x" for f in FACTORS for a in ATTENTIONS]
+                   "breakdown_ratio", *EVALUATED, "mean_tv", "run_dir")
 
 
 def language_class(language: str) -> str:
