@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+from softhard.models.temperature import TAU_MIN
 
 from softhard.analysis.study import (
     EVALUATED,
@@ -20,7 +23,7 @@ from softhard.analysis.study import (
     run_summary,
     write_results,
 )
-from tests.conftest import TINY_GRID, TINY_STUDY_CELLS
+from tests.conftest import TINY_STUDY, TINY_STUDY_CELLS
 
 pytestmark = pytest.mark.slow  # the tiny grid trains five runs
 
@@ -46,8 +49,8 @@ def bin_accuracy(run_dir: Path, split: str) -> float:
 
 def test_one_row_per_run_traced_to_the_run_files(tiny_study):
     summary, heads, skipped = run_summary(tiny_study, learned=0.0)
-    assert len(summary) == len(TINY_GRID) and not skipped
-    for language, temperature, seed in TINY_GRID:
+    assert len(summary) == len(TINY_STUDY) and not skipped
+    for language, temperature, seed in TINY_STUDY:
         run_dir = tiny_study / f"{language}-{temperature}-seed{seed}"
         row = summary[summary["run"] == run_dir.name].iloc[0]
         assert (row["cell"], row["language"], row["seed"]) == (TINY_STUDY_CELLS[temperature], language, seed)
@@ -71,7 +74,7 @@ def test_learned_follows_the_threshold_and_the_tables_count_runs(tiny_study):
     assert summary["mean_tv"].isna().all()
     everyone = summary.assign(learned=True)
     table = learned_table(everyone)
-    assert table["runs"].sum() == len(TINY_GRID) and (table["fraction"] == 1.0).all()
+    assert table["runs"].sum() == len(TINY_STUDY) and (table["fraction"] == 1.0).all()
     nobody = learned_table(summary.assign(learned=False))
     assert (nobody["fraction"] == 0.0).all()
     general = generalization_table(everyone)
@@ -101,7 +104,7 @@ def test_write_results_and_the_command(tiny_study, tmp_path, capsys):
     names = {path.name for path in out.iterdir()}
     assert {"summary.csv", "learned.csv", "learned.md", "generalization.csv", "generalization.md", "mechanism.csv",
             "mechanism.md", "mechanism_heads.csv", "learned.png", "generalization.png", "mechanism.png"} <= names
-    assert len(pd.read_csv(out / "summary.csv")) == len(TINY_GRID)
+    assert len(pd.read_csv(out / "summary.csv")) == len(TINY_STUDY)
     assert "in_logn" in (out / "learned.md").read_text()
 
 
@@ -122,3 +125,22 @@ def test_missing_runs_dir_and_an_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         write_results(tmp_path, tmp_path / "file")
+
+
+def test_learned_temperatures_are_read_from_the_learned_runs(tiny_study, tmp_path):
+    """temperature.csv: the runs with a learned temperature that learned (all, at --learned 0), each head's tau
+    the checkpoint's TAU_MIN + exp(log_tau)."""
+    out = tmp_path / "results"
+    write_results(tiny_study, out, learned=0.0, mechanism=False)
+    taus = pd.read_csv(out / "temperature.csv")
+    assert set(taus["run"]) == {"since_ab-learned-seed0"} and (out / "temperature.png").is_file()
+    state = torch.load(tiny_study / "since_ab-learned-seed0" / "checkpoints" / "last.ckpt", map_location="cpu",
+                       weights_only=False)["state_dict"]
+    for (layer, head), rows in taus.groupby(["layer", "head"]):
+        (key,) = [k for k in state if k.endswith("log_tau") and f".{layer}." in k]
+        expected = TAU_MIN + state[key][head].exp().item()
+        assert rows["tau_head"].to_numpy() == pytest.approx(expected, rel=1e-6)
+    write_results(tiny_study, tmp_path / "none", mechanism=False)  # at the study's 0.99
+    summary = pd.read_csv(tmp_path / "none" / "summary.csv")
+    learned = summary.loc[summary["temperature"] == "learned", "learned"].any()
+    assert (tmp_path / "none" / "temperature.csv").exists() == learned
