@@ -90,7 +90,8 @@ def run_summary(runs_dir, threshold: float = length_generalization.DEFAULT_THRES
         skipped += table.attrs["skipped"]
         rows = length_generalization.final_rows(table, METRIC)
         breakdown = length_generalization.breakdown_length(table, threshold, METRIC)
-    summary = _per_run(rows, breakdown[breakdown["curve"] == "seed"], grid_cells(runs_dir), learned)
+    cells = grid_cells(runs_dir)
+    summary = _per_run(rows, breakdown[breakdown["curve"] == "seed"], cells, learned)
     bins = rows.groupby([RUN, "split"])[METRIC].mean().unstack("split")
     bins = bins[sorted(bins.columns, key=lambda split: rows.loc[rows["split"] == split, "length"].min())]
     summary = summary.join(bins.add_prefix("acc_"), on=RUN)
@@ -99,8 +100,9 @@ def run_summary(runs_dir, threshold: float = length_generalization.DEFAULT_THRES
         if mechanism else pd.DataFrame(columns=[RUN, "tv"])
     summary["mean_tv"] = summary[RUN].map(heads.groupby(RUN)["tv"].mean() if len(heads) else {})
     ordered = [*SUMMARY_COLUMNS, *[c for c in summary.columns if c.startswith("acc_")]]
-    return summary[ordered].sort_values(["class", "language", "cell", "seed"], key=_class_key).reset_index(
-        drop=True), heads, skipped
+    order = {"class": CLASS_ORDER, "cell": list(dict.fromkeys(cells.values()))}  # the grid file's cell order
+    return summary[ordered].sort_values(["class", "language", "cell", "seed"], key=lambda c: _in_order(c, order)) \
+        .reset_index(drop=True), heads, skipped
 
 
 def _per_run(rows: pd.DataFrame, breakdown: pd.DataFrame, cells: dict, learned: float) -> pd.DataFrame:
@@ -158,10 +160,13 @@ def _matched_heads(runs: list[RunFolder], skipped: list[str]) -> pd.DataFrame:
     return heads
 
 
-def _class_key(column: pd.Series) -> pd.Series:
-    if column.name == "class":
-        return column.map({c: i for i, c in enumerate(CLASS_ORDER)}).fillna(len(CLASS_ORDER))
-    return column
+def _in_order(column: pd.Series, order: dict) -> pd.Series:
+    """A sort key: the position in order[column's name] where it names one (unknown values last, by name)."""
+    known = order.get(column.name)
+    if not known:
+        return column
+    rank = {value: i for i, value in enumerate(known)}
+    return pd.Series([(rank.get(v, len(rank)), str(v)) for v in column], index=column.index)
 
 
 # ---------------------------------------------------------------------------- tables per question
@@ -217,7 +222,7 @@ def _cell(mean, std, top, count, digits: int) -> str:
 # ---------------------------------------------------------------------------- figures
 def plot_learned(table: pd.DataFrame) -> Figure:
     """The fraction of runs that learned: cells (rows) by classes (columns)."""
-    grid = table.pivot(index="cell", columns="class", values="fraction")
+    grid = table.pivot(index="cell", columns="class", values="fraction").reindex(list(dict.fromkeys(table["cell"])))
     grid = grid[[c for c in CLASS_ORDER if c in grid.columns] + [c for c in grid.columns if c not in CLASS_ORDER]]
     longest = max((len(str(cell)) for cell in grid.index), default=0)
     figure = Figure(figsize=(1.4 * grid.shape[1] + 0.08 * longest + 2.5, 0.4 * grid.shape[0] + 1.5),
