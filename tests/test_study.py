@@ -50,6 +50,9 @@ def bin_accuracy(run_dir: Path, split: str) -> float:
 def test_one_row_per_run_traced_to_the_run_files(tiny_study):
     summary, heads, skipped = run_summary(tiny_study, learned=0.0)
     assert len(summary) == len(TINY_STUDY) and not skipped
+    # classes in question 4's order, cells in the grid's order (grid.csv), not alphabetical
+    assert summary["class"].tolist() == ["tie-breaking"] * 5 + ["counting"]
+    assert summary["cell"].tolist()[:5] == ["in_fixed", "in_fixed", "in_logn", "in_logn", "in_learned"]
     for language, temperature, seed in TINY_STUDY:
         run_dir = tiny_study / f"{language}-{temperature}-seed{seed}"
         row = summary[summary["run"] == run_dir.name].iloc[0]
