@@ -4,7 +4,7 @@
     softhard report runs/a runs/b --out reports/ab --format md --probe-seeds 0
 
 Sections: the runs; length generalization (summary over seeds, curves, breakdown lengths);
-then per formula: learned attention against the compiled constructions, effective
+as trained, hardened and gap rule side by side where runs have evaluation.csv; then per formula: learned attention against the compiled constructions, effective
 temperature against the gap lemma, and residual-stream probes. Every table behind the report
 is also written as CSV next to it. Runs that one analysis cannot use (an unfinished run, no
 saved attention, a formula without construction) are listed under "Skipped" with the reason;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from softhard.analysis import attention, length_generalization, probes, temperature
+from softhard.analysis import attention, evaluations, length_generalization, probes, temperature
 from softhard.analysis.document import FORMATS, Document
 from softhard.analysis.runs import RUN, RunFolder, collect_runs, find_runs, other_settings
 
@@ -48,6 +48,7 @@ def build_report(paths, out_dir, fmt: str = "both", threshold: float = length_ge
         _runs_section(doc, runs)
         if not table.empty:
             _length_section(doc, table, threshold)
+        _evaluation_section(doc, runs, threshold)
         for formula, group in _by_formula(runs).items():
             doc.heading(f"Formula `{formula}`", 2)
             skipped += _attention_section(doc, group)
@@ -93,6 +94,31 @@ def _length_section(doc: Document, table: pd.DataFrame, threshold: float) -> Non
         doc.figure(figure, f"accuracy_by_length_{metric}", f"{metric} by test length")
     length_generalization.accuracy_by_length(table, list(length_generalization.METRICS)) \
         .to_csv(doc.out_dir / "accuracy_by_length.csv", index=False)
+
+
+def _evaluation_section(doc: Document, runs: list[RunFolder], threshold: float) -> None:
+    """As trained, hardened and gap rule side by side, for the runs that have evaluation.csv (none: no section)."""
+    table = evaluations.collect_evaluations(runs)
+    if table.empty:
+        return
+    doc.heading("As trained, hardened, gap rule (`softhard evaluate`)")
+    reach = evaluations.evaluation_reach(table, threshold)
+    evaluations.evaluation_curves(table).to_csv(doc.out_dir / "evaluation_curves.csv", index=False)
+    reach.to_csv(doc.out_dir / "evaluation_reach.csv", index=False)
+    doc.text(f"String accuracy of the same weights as trained, with every matched head hardened to its construction "
+             f"head's hard kind, and with the gap rule's temperature per head and length, on exactly sampled words "
+             f"(evaluation.csv of {table[RUN].nunique()} runs). How far each reaches: the breakdown length, the first "
+             f"evaluated length below {threshold:g} (never: not up to the longest), of the mean-over-seeds curve and "
+             f"per seed. CSV: `evaluation_curves.csv`, `evaluation_reach.csv`.")
+    keys = [c for c in length_generalization.config_columns(table) if c not in ("formula", "train_max_length")]
+    shown = lambda values: ", ".join("never" if pd.isna(v) else f"{v:.0f}" for v in values)  # noqa: E731
+    seeds = reach[reach["curve"] == "seed"].groupby([*keys, "attention"], dropna=False, sort=False)[
+        "breakdown_length"].agg(shown).rename("per seed")
+    mean = reach[reach["curve"] == "mean"].set_index([*keys, "attention"])
+    summary = mean[["longest_length"]].assign(**{"mean curve": mean["breakdown_length"].map(lambda v: shown([v]))})
+    doc.table(summary.join(seeds).reset_index())
+    doc.figure(evaluations.plot_evaluation_curves(table, threshold=threshold), "evaluation_curves",
+               "as trained, hardened and gap rule per configuration: mean over seeds (line), range (band), seeds (grey)")
 
 
 def _attention_section(doc: Document, runs: list[RunFolder]) -> list[str]:

@@ -22,7 +22,8 @@ SUBCOMMANDS = {
                  "evaluation.csv"),
     "soften": ("softhard.models.soften", "hard-attention model -> softmax with per-head temperatures for length N, "
                "verified by evaluation"),
-    "quickstart": ("softhard.quickstart", "data, training and a report of four runs in a few CPU minutes"),
+    "study": ("softhard.analysis.study", "the reference study's tables and figures (docs/results/) from its grid's runs"),
+    "quickstart": ("softhard.quickstart", "a slice of the study: since_ab in a theory cell and a standard one, evaluated and reported"),
 }
 
 

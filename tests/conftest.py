@@ -56,3 +56,37 @@ def tiny_grid(tmp_path_factory) -> Path:
     for language, temperature, seed in TINY_GRID:
         train_tiny_run(out / "runs", language, temperature, seed)
     return out / "runs"
+
+
+# The tiny grid as a study grid, plus a run with learned temperatures: each run a named cell, evaluated at
+# 10x and 100x its train length.
+TINY_STUDY = [*TINY_GRID, ("since_ab", "learned", 0)]
+TINY_STUDY_CELLS = {"fixed": "in_fixed", "log_n": "in_logn", "learned": "in_learned"}
+TINY_STUDY_WORDS = 4
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_grid, tmp_path_factory) -> Path:
+    """A copy of tiny_grid and one more run (TINY_STUDY) as `softhard grid` would leave a study: a grid.csv
+    naming each run's cell (from its temperature mode) and an evaluation.csv per run (as trained, hardened,
+    gap rule at 50 and 500, 10x and 100x the train length 5)."""
+    import csv
+    import shutil
+
+    from softhard.analysis.evaluate import evaluate_run
+    from softhard.analysis.runs import RunFolder
+
+    out = tmp_path_factory.mktemp("tiny_study") / "runs"
+    shutil.copytree(tiny_grid, out, ignore=shutil.ignore_patterns("data"))
+    train_tiny_run(out, *TINY_STUDY[-1])
+    rows = []
+    for language, temperature, seed in TINY_STUDY:
+        run_dir = out / f"{language}-{temperature}-seed{seed}"
+        evaluate_run(RunFolder(run_dir), lengths=[50, 500], words=TINY_STUDY_WORDS, progress=False)
+        rows.append({"name": run_dir.name, "language": language, "seed": seed,
+                     "cell": TINY_STUDY_CELLS[temperature], "run_dir": str(run_dir), "status": "ok"})
+    with open(out / "grid.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out

@@ -115,6 +115,53 @@ model.transformer.mask: [none, strict_past]
     assert runs[-1].row()["model.transformer.d_model"] == "64"
 
 
+def test_named_cells_cross_languages_and_seeds_but_not_each_other(tmp_path):
+    path = write_grid(tmp_path, """
+languages: [since_ab, majority]
+cells:
+  nope_strict: {positional: [], model.transformer.mask: strict_past}
+  in_nlogn: {positional: ["i/n"], temperature: n_log_n, model.transformer.mask: none}
+model.lr: [1e-3]
+seeds: [0, 1]
+""")
+    runs = load_grid(path, tmp_path / "out")
+    assert [run.name for run in runs] == [
+        f"{language}-{cell}-lr=1e-3-seed{seed}" for language in ("since_ab", "majority")
+        for cell in ("nope_strict", "in_nlogn") for seed in (0, 1)]
+    # The train CLI's own parser reads the cell's settings back (they win over the language's config:
+    # majority.yaml sets mask past and no encoding).
+    majority = next(run for run in runs if run.name == "majority-in_nlogn-lr=1e-3-seed1")
+    transformer = resolve(majority.train_args())["model"]["transformer"]
+    assert (transformer["positional"], transformer["temperature"], transformer["mask"]) == (["i/n"], "n_log_n", "none")
+    since_ab = resolve(runs[0].train_args())["model"]["transformer"]
+    assert (since_ab["positional"], since_ab["mask"], since_ab["temperature"]) == ([], "strict_past", "log_n")
+    assert runs[0].tags == ["language=since_ab", "cell=nope_strict", "lr=1e-3", "seed=0"]
+    row = majority.row()
+    assert (row["cell"], row["positional"], row["temperature"], row["model.transformer.mask"]) == (
+        "in_nlogn", "i/n", "n_log_n", "none")
+    check_runs(runs, path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cells: [a]\n", "'cells' must be a non-empty mapping"),
+    ("cells: {}\n", "'cells' must be a non-empty mapping"),
+    ("cells: {a b: {model.lr: 0.1}}\n", "cell name 'a b' is not a plain name"),
+    ("cells: {a: {}}\n", "cell 'a' must map dotted"),
+    ("cells: {a: {seeds: 3}}\n", "cell 'a': key 'seeds' is not a dotted"),
+    ("cells: {a: {run_dir: x}}\n", "cell 'a': key 'run_dir' is set by the grid itself"),
+    ("cells: {a: {model.lr: 0.1}}\nmodel.lr: [0.1]\n", "cell 'a': key 'model.lr' is also an axis"),
+    ("cells: {a: {model.lr: 0.1}}\noverrides: {model.lr: 0.1}\n", "cell 'a': key 'model.lr' is also an override"),
+    ("cells: {a: {temperature: n, model.transformer.temperature: n}}\n", "is given twice"),
+    ("cells: {a: {positional: [bogus]}}\n", "cell 'a': positional value ['bogus']: unknown encoding"),
+    ("cells: {a: {model.transformer.d_mdl: 3}}\n", "unrecognized arguments: --model.transformer.d_mdl"),
+])
+def test_bad_cells_fail_before_any_run(tmp_path, text, message):
+    path = write_grid(tmp_path, "languages: [since_ab]\n" + text)
+    with pytest.raises(GridError) as error:
+        check_runs(load_grid(path, tmp_path / "out"), path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
 def test_axes_are_named_by_their_last_part_unless_two_share_it(tmp_path):
     assert axis_labels(["model.transformer.dropout", "data.dropout", "model.lr"]) == {
         "model.transformer.dropout": "model.transformer.dropout", "data.dropout": "data.dropout", "model.lr": "lr"}
@@ -155,8 +202,13 @@ def test_a_mapping_stacks_your_config_files_on_the_package_ones(tmp_path):
 
 def test_shipped_grids_expand():
     study = load_grid(CONFIGS / "grids" / "study.yaml", "runs/grids/study")
-    assert len(study) == 8 * 3 * 3 * 3
-    assert {run.name for run in study} >= {"since_ab-i-learned-seed2", "majority-sinusoidal-log_n-seed0"}
+    spec = yaml.safe_load((CONFIGS / "grids" / "study.yaml").read_text())
+    assert len(spec["languages"]) >= 12 and len(spec["seeds"]) >= 3
+    assert len(study) == len(spec["languages"]) * len(spec["cells"]) * len(spec["seeds"])
+    assert {run.name for run in study} >= {"since_ab-nope_strict-seed2", "majority-in_nlogn-seed0"}
+    # Every cell sets what the languages' own configs choose per class, so a cell is the same model everywhere.
+    for run in study:
+        assert {"model.transformer.positional", "model.transformer.temperature", "model.transformer.mask"} <= set(run.axes)
     smoke = load_grid(SMOKE, "out")
     assert [run.name for run in smoke] == ["since_ab-i_over_n-fixed-seed0", "since_ab-i_over_n-log_n-seed0"]
 
@@ -309,14 +361,19 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, monkeypatch, 
 # ---------------------------------------------------------------------------- the wandb sweep
 
 
-def test_the_wandb_sweep_file_runs_locally_as_the_study_grid(tmp_path):
+def test_the_wandb_sweep_file_runs_locally_as_its_grid(tmp_path):
     """configs/sweep.yaml is a grid file too: its values become axes and its value entries overrides, the
-    same runs (names and commands) as configs/grids/study.yaml."""
+    same runs (names and commands) as the grid file of the same cross product."""
     sweep = load_grid(CONFIGS / "sweep.yaml", tmp_path)
-    study = load_grid(CONFIGS / "grids" / "study.yaml", tmp_path)
-    assert [run.name for run in sweep] == [run.name for run in study] and len(sweep) == 216
-    assert [run.command() for run in sweep] == [run.command() for run in study]
-    assert sweep[0].group == "softhard-study" and study[0].group == "study"
+    spec = yaml.safe_load((CONFIGS / "sweep.yaml").read_text())["parameters"]
+    grid_file = write_grid(tmp_path, yaml.safe_dump(sort_keys=False, data={
+        "languages": spec["data.language"]["values"], "positional": spec["model.transformer.positional"]["values"],
+        "temperature": spec["model.transformer.temperature"]["values"], "seeds": spec["seed_everything"]["values"],
+        "overrides": {key: value["value"] for key, value in spec.items() if "value" in value}}))
+    crossed = load_grid(grid_file, tmp_path)
+    assert [run.name for run in sweep] == [run.name for run in crossed] and len(sweep) == 216
+    assert [run.command() for run in sweep] == [run.command() for run in crossed]
+    assert sweep[0].group == "softhard-study" and crossed[0].group == "grid"
 
 
 @pytest.mark.parametrize("text, message", [

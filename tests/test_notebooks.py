@@ -11,9 +11,9 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_the_three_notebooks():
+def test_there_are_the_four_notebooks():
     assert [path.name for path in NOTEBOOKS] == ["attention_vs_construction.ipynb", "length_generalization.ipynb",
-                                                 "temperature_gap_probes.ipynb"]
+                                                 "study.ipynb", "temperature_gap_probes.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -25,7 +25,9 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs_headless_on_tiny_runs(path, tiny_grid, monkeypatch):
+def test_notebook_runs_headless_on_tiny_runs(path, request, monkeypatch):
+    # study.ipynb summarises a study grid: the tiny grid with cells and evaluation.csv
+    tiny_grid = request.getfixturevalue("tiny_study" if path.stem == "study" else "tiny_grid")
     monkeypatch.setenv("SOFTHARD_RUNS", str(tiny_grid))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)

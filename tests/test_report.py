@@ -168,14 +168,47 @@ def test_quickstart_writes_the_report(tmp_path, capsys):
     report_file = tmp_path / "qs" / "report.md"
     assert str(report_file) in out
     text = report_file.read_text()
-    assert "# softhard quickstart" in text and "## Formula `a S b`" in text and "## Formula `#a > #b`" in text
-    assert "majority-log_n" in text and (tmp_path / "qs" / "report.html").exists()
+    assert "# softhard quickstart" in text and "## Formula `a S b`" in text and "## As trained, hardened, gap rule" in text
+    assert "since_ab-in_nlogn" in text and "since_ab-sinusoidal" in text and (tmp_path / "qs" / "report.html").exists()
+    # the study's cells: the theory's i/n with n log n against sinusoidal, as the study grid file defines them
+    configs = {run: (tmp_path / "qs" / run / "config.yaml").read_text() for run in ("since_ab-in_nlogn", "since_ab-sinusoidal")}
+    assert "temperature: n_log_n" in configs["since_ab-in_nlogn"] and "- i/n" in configs["since_ab-in_nlogn"]
+    assert "- sinusoidal" in configs["since_ab-sinusoidal"] and "temperature: fixed" in configs["since_ab-sinusoidal"]
+    evaluated = pd.read_csv(tmp_path / "qs" / "since_ab-sinusoidal" / "evaluation.csv")
+    assert set(evaluated["attention"]) == {"as-trained", "hardened"} and sorted(set(evaluated["length"])) == [120, 1200]
 
-    # interrupted: one run killed after its checkpoint (no table yet), one before its first epoch
-    (tmp_path / "qs" / "since_ab-log_n" / LENGTH_TABLE).unlink()
-    shutil.rmtree(tmp_path / "qs" / "majority-fixed" / "checkpoints")
-    (tmp_path / "qs" / "majority-fixed" / LENGTH_TABLE).unlink()
+    # interrupted: one run killed after its checkpoint (no table, no evaluation yet), the other trained but not
+    # evaluated
+    (tmp_path / "qs" / "since_ab-in_nlogn" / LENGTH_TABLE).unlink()
+    for run in ("since_ab-in_nlogn", "since_ab-sinusoidal"):
+        (tmp_path / "qs" / run / "evaluation.csv").unlink()
     assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.count("quickstart: reusing") == 2 and out.count("quickstart: training") == 2
+    assert out.count("quickstart: reusing") == 1 and out.count("quickstart: training") == 1
+    assert out.count("quickstart: evaluating") == 2
     assert all(run_folder.state(run) == "done" for run in (tmp_path / "qs").glob("*-*"))
+
+
+def test_evaluated_runs_get_the_three_curves_and_how_far_each_reaches(built, tiny_study, tmp_path):
+    """Runs with evaluation.csv (softhard evaluate at 50 and 500): as trained, hardened and gap rule side by
+    side, and a breakdown length per configuration and setting checked against the files themselves."""
+    assert "## As trained, hardened, gap rule" not in (built[0] / "report.md").read_text()  # no evaluation.csv
+    out = tmp_path / "report"
+    build_report(tiny_study, out, fmt="md", probe_seeds=0, threshold=0.95)
+    text = (out / "report.md").read_text()
+    assert "## As trained, hardened, gap rule" in text and "(evaluation_curves.png)" in text
+    reach = pd.read_csv(out / "evaluation_reach.csv")
+    assert set(reach["attention"]) == {"as-trained", "hardened", "gap-rule"}
+    for run_dir in sorted(tiny_study.glob("*-seed*")):
+        evaluated = pd.read_csv(run_dir / "evaluation.csv")
+        for attention, rows in evaluated.groupby("attention"):
+            below = rows.loc[rows["string_accuracy"] < 0.95, "length"]
+            row = reach[(reach["run_dir"] == str(run_dir)) & (reach["attention"] == attention)].iloc[0]
+            assert (pd.isna(row["breakdown_length"]) and below.empty) or row["breakdown_length"] == below.min()
+    curves = pd.read_csv(out / "evaluation_curves.csv")
+    since_ab = curves[(curves["language"] == "since_ab") & (curves["temperature"] == "log_n")
+                      & (curves["attention"] == "hardened") & (curves["length"] == 500)].iloc[0]
+    seeds = [pd.read_csv(tiny_study / f"since_ab-log_n-seed{seed}" / "evaluation.csv").query(
+        "attention == 'hardened' and length == 500")["string_accuracy"].iloc[0] for seed in (0, 1)]
+    assert since_ab["n_seeds"] == 2 and since_ab["mean"] == pytest.approx(sum(seeds) / 2)
+    assert since_ab["max"] == max(seeds)

@@ -5,7 +5,8 @@ format and its runs: train/grid_file.py).
     softhard grid --grid configs/grids/study.yaml --dry-run          # list the runs, start none
     softhard grid --grid configs/grids/study.yaml --gpus 0,1 --parallel 8   # 4 runs per GPU
 
-A grid file (YAML) names languages and axes; the runs are their cartesian product:
+A grid file (YAML) names languages and axes; the runs are their cartesian product (and, with
+`cells:`, a list of named configurations crossed with the languages, axes and seeds):
 
     languages: [since_ab, majority]        # registry names, or a mapping {name: config file(s)}
     model.lr: [1e-3, 3e-4]                 # an axis: any dotted `softhard train` key, a list of values
@@ -16,6 +17,7 @@ A grid file (YAML) names languages and axes; the runs are their cartesian produc
     overrides: {trainer.max_epochs: 5}     # dotted `softhard train` keys given to every run
     evaluate: {factor: 100, attention: [as-trained, hardened]}   # `softhard evaluate` after each run
     name: study                            # wandb group of the runs (default: the file's name)
+    cells: {nope_strict: {positional: [], model.transformer.mask: strict_past}}   # named cells
 
 A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes
 ({values: [...]}) and overrides ({value: v}); wandb's own keys (method: grid, metric, command, ...)
@@ -91,12 +93,12 @@ def resolve(args: list[str]) -> dict:
 
 
 def check_runs(runs: list[Run], path: str | Path, wandb: str = "disabled") -> None:
-    """Every language's configs, axis value and override, parsed by `softhard train` before any run
-    starts: unknown keys and values of the wrong type fail here. One run per language and per axis
-    value is asked, not every combination, each with the wandb options it will run with."""
+    """Every language's configs, cell, axis value and override, parsed by `softhard train` before any run
+    starts: unknown keys and values of the wrong type fail here. One run per language, per cell and per
+    axis value is asked, not every combination, each with the wandb options it will run with."""
     asked: dict[str, int] = {}  # language or axis value -> index of the first run with it
     for index, run in enumerate(runs):
-        for point in [("language", run.language), *run.axes.items()]:
+        for point in [("language", run.language), ("cell", run.cell), *run.axes.items()]:
             asked.setdefault(json.dumps(point, default=str), index)
     for run in [runs[index] for index in sorted(set(asked.values()))]:
         try:

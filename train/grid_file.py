@@ -24,7 +24,7 @@ import yaml
 from softhard.train.run_folder import EVALUATION_TABLE, setting_label
 
 # Keys of a grid file that are not axes; every other key is one.
-NOT_AXES = ("name", "overrides", "evaluate")
+NOT_AXES = ("name", "overrides", "evaluate", "cells")
 # A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes (values)
 # and overrides (value); these keys of wandb's own are left to wandb.
 SWEEP_ONLY = ("method", "metric", "project", "entity", "command", "program", "description", "early_terminate",
@@ -76,6 +76,7 @@ class Run:
     group: str = ""  # wandb group: the grid's name
     tags: list = field(default_factory=list)  # wandb tags: "<axis>=<value>" for every axis
     evaluate: Optional[list[str]] = None  # `softhard evaluate` options after the run; None: no evaluation
+    cell: Optional[str] = None  # the grid's named cell this run belongs to (its settings are in axes); None: no cells
     status: str = "pending"
     exit_code: Optional[int] = None
     seconds: float = 0.0
@@ -93,8 +94,7 @@ class Run:
         args = [arg for config in self.configs for arg in ("--config", str(config))]
         # Headless: tqdm over finished runs is the progress; the user's overrides come later and win.
         args += ["--trainer.enable_progress_bar", "false"]
-        for key, value in self.axes.items():
-            args += [f"--{key}", _cli_value(value)]
+        args += self.axis_args()
         args += ["--seed_everything", str(self.seed), "--run_dir", str(self.run_dir), "--wandb", wandb]
         if wandb != "disabled":
             args += ["--wandb_group", self.group, "--wandb_tags", json.dumps(self.tags)]
@@ -103,6 +103,10 @@ class Run:
         if resume:
             args += ["--ckpt_path", "last"]
         return args
+
+    def axis_args(self) -> list[str]:
+        """This run's point of the grid (its cell's settings and axis values) as `softhard train` flags."""
+        return [arg for key, value in self.axes.items() for arg in (f"--{key}", _cli_value(value))]
 
     def command(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
         return [sys.executable, "-m", "softhard", "train", *self.train_args(wandb, resume)]
@@ -117,6 +121,7 @@ class Run:
             "positional": setting_label(self.axes.get(SHORTHANDS["positional"])),
             "temperature": setting_label(self.axes.get(SHORTHANDS["temperature"])),
             "seed": self.seed,
+            **({"cell": self.cell} if self.cell is not None else {}),
             **{key: _value_text(value) for key, value in self.axes.items() if key not in SHORTHANDS.values()},
             "run_dir": str(self.run_dir),
             "status": self.status,
@@ -183,13 +188,15 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
     seeds = axes.pop(SHORTHANDS["seeds"], [0])
     overrides = _overrides(spec.get("overrides"), axes, fail)
     evaluate = _evaluate_options(spec["evaluate"], fail) if "evaluate" in spec else None
+    cells = _cells(spec["cells"], axes, overrides, fail) if "cells" in spec else {None: {}}
 
     labels = axis_labels(list(axes))
     out = Path(out)
     runs, names = [], {}
-    for (language, configs), *values, seed in itertools.product(languages.items(), *axes.values(), seeds):
+    for (language, configs), (cell, settings), *values, seed in itertools.product(
+            languages.items(), cells.items(), *axes.values(), seeds):
         point = dict(zip(axes, values))
-        parts = [language]
+        parts = [language] + ([cell] if cell is not None else [])
         parts += [_slug(value) if key in SHORTHANDS.values() else f"{labels[key]}={_slug(value)}"
                   for key, value in point.items()]
         run_name = "-".join(parts + [f"seed{seed}"])
@@ -197,9 +204,10 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
             raise fail(f"two runs would share the folder {run_name} ({names[run_name]} and {point | {'seed': seed}}); "
                        "remove the duplicate value")
         names[run_name] = point | {"seed": seed}
-        tags = [f"language={language}"] + [f"{labels[key]}={_value_text(value)}" for key, value in point.items()]
-        runs.append(Run(run_name, language, configs, seed, out / run_name, point, dict(overrides), name,
-                        tags + [f"seed={seed}"], evaluate))
+        tags = [f"language={language}"] + ([f"cell={cell}"] if cell is not None else [])
+        tags += [f"{labels[key]}={_value_text(value)}" for key, value in point.items()]
+        runs.append(Run(run_name, language, configs, seed, out / run_name, settings | point, dict(overrides), name,
+                        tags + [f"seed={seed}"], evaluate, cell))
     return runs
 
 
@@ -295,6 +303,40 @@ def _languages(value: Any, path: Path, fail) -> dict[str, list[Path]]:
             stack.append((path.parent / file).resolve())
         configs[name] = stack
     return configs
+
+
+def _cells(value: Any, axes: dict, overrides: dict, fail) -> dict[str, dict]:
+    """The grid's named cells: name -> {dotted `softhard train` key: value} (shorthands positional and
+    temperature allowed), each a configuration of its own; crossed with languages, the other axes and
+    seeds, unlike axes, which cross with each other."""
+    if not isinstance(value, dict) or not value:
+        raise fail(f"'cells' must be a non-empty mapping of cell names to mappings of dotted `softhard train` keys "
+                   f"to values, e.g. {{nope_strict: {{positional: [], model.transformer.mask: strict_past}}}}, "
+                   f"got {value!r}")
+    cells = {}
+    for cell, settings in value.items():
+        if not isinstance(cell, str) or not re.fullmatch(r"[A-Za-z0-9_.+=]+", cell):
+            raise fail(f"cell name {cell!r} is not a plain name (letters, digits and _ . + =)")
+        if not isinstance(settings, dict) or not settings:
+            raise fail(f"cell {cell!r} must map dotted `softhard train` keys to values, got {settings!r}")
+        resolved = {}
+        for key, setting in settings.items():
+            dotted = SHORTHANDS.get(key, key) if key in ("positional", "temperature") else key
+            if not isinstance(key, str) or not DOTTED_KEY.fullmatch(key) or key in ("languages", "seeds"):
+                raise fail(f"cell {cell!r}: key {key!r} is not a dotted `softhard train` key such as model.lr")
+            if dotted in RESERVED or dotted in (SHORTHANDS["languages"], SHORTHANDS["seeds"]):
+                raise fail(f"cell {cell!r}: key {key!r} is set by the grid itself")
+            if dotted in axes or dotted in overrides:
+                raise fail(f"cell {cell!r}: key {key!r} is also an {'axis' if dotted in axes else 'override'}; keep one")
+            if dotted in resolved:
+                raise fail(f"cell {cell!r}: {dotted} is given twice (once as {key!r}); keep one")
+            check = _VALUE_CHECKS.get(dotted)
+            problem = check(setting) if check else None
+            if problem:
+                raise fail(f"cell {cell!r}: {key} value {setting!r}: {problem}")
+            resolved[dotted] = setting
+        cells[cell] = resolved
+    return cells
 
 
 def _overrides(value: Any, axes: dict, fail) -> dict:
