@@ -18,19 +18,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from softhard.analysis import length_generalization
-from softhard.analysis.evaluate import ATTENTIONS, FILE
+from softhard.analysis.evaluate import ATTENTIONS
 from softhard.analysis.runs import RUN, RunSkipped, map_runs
+from softhard.train.run_folder import EVALUATION_COLUMNS, EVALUATION_TABLE, read_evaluation_table
 
 EVALUATION_METRIC = "string_accuracy"
-COLUMNS = ("attention", "length", "words", "string_accuracy", "position_accuracy")
+COLUMNS = tuple(EVALUATION_COLUMNS[:5])  # attention, length, words and the two accuracies
 
 
 def evaluation_table(run) -> pd.DataFrame:
     """A run's evaluation.csv (its COLUMNS); RunSkipped when the run has none."""
-    file = run.path / FILE
-    if not file.is_file():
-        raise RunSkipped(f"{run.path}: no {FILE} (run `softhard evaluate {run.path}`)")
-    return pd.read_csv(file)[list(COLUMNS)]
+    try:
+        return read_evaluation_table(run.path)[list(COLUMNS)]
+    except FileNotFoundError:
+        raise RunSkipped(f"{run.path}: no {EVALUATION_TABLE} (run `softhard evaluate {run.path}`)") from None
 
 
 def collect_evaluations(runs) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from softhard.analysis.evaluate import FILE as EVALUATION, evaluate_run
+from softhard.analysis.evaluate import evaluate_run
 from softhard.analysis.report import build_report
 from softhard.analysis.runs import RunFolder
 from softhard.train import cli as train_cli
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             code = run_folder.finish(run_dir, lambda resume: train_cli.main(command + ["--ckpt_path", "last"] * resume))
             if code:
                 return code
-        if not (run_dir / EVALUATION).is_file():
+        if not (run_dir / run_folder.EVALUATION_TABLE).is_file():
             run = RunFolder(run_dir)
             print(f"quickstart: evaluating {run_dir} as trained and hardened at {', '.join(map(str, FACTORS))}x")
             evaluate_run(run, lengths=[factor * int(run.settings["train_max_length"]) for factor in FACTORS],

@@ -176,6 +176,11 @@ def write_evaluation_table(run_dir: str | Path, table: pd.DataFrame) -> Path:
     return write_atomically(Path(run_dir) / EVALUATION_TABLE, lambda file: table.to_csv(file, index=False))
 
 
+def read_evaluation_table(run_dir: str | Path) -> pd.DataFrame:
+    """evaluation.csv (FileNotFoundError when the run was never evaluated)."""
+    return pd.read_csv(Path(run_dir) / EVALUATION_TABLE)
+
+
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """metrics.jsonl as a pandas DataFrame (one row per logging call)."""
     return pd.read_json(Path(run_dir) / METRICS_FILE, lines=True)
