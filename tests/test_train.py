@@ -335,7 +335,7 @@ def test_resumed_wandb_offline_run_keeps_its_run_id(tmp_path, capsys, monkeypatc
     assert run(tmp_path, "logged", "--trainer.max_epochs", "2", "--wandb", "offline", "--ckpt_path", "last")[0] == 0
     run_id = json.loads((run_dir / "run_info.json").read_text())["wandb_run_id"]
     attempts = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert len(attempts) == 2 and all(folder.name.endswith(f"-{run_id}") for folder in attempts)
+    assert len(attempts) == 2 and all(folder.name.endswith(f"-{run_id}") for folder in attempts), (run_id, attempts)
     out = capsys.readouterr().out
     assert all(f"wandb sync {folder}" in out for folder in attempts), out  # the hint, even with WANDB_SILENT
     content = next(attempts[0].glob("run-*.wandb")).read_bytes()
@@ -393,3 +393,21 @@ def test_ddp_run_evaluates_every_test_word_once(tmp_path):
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     table = pd.read_csv(run_dir / "length_generalization.csv")
     assert (table.words == 4).all() and len(table) == 8  # --data.test_per_length 4, two lengths in each of 4 bins
+
+
+@pytest.mark.slow
+def test_a_wandb_run_left_open_in_the_process_is_not_logged_into(tmp_path, monkeypatch):
+    """Lightning's WandbLogger logs into any wandb run already open in the process; softhard's
+    run folder gets its own (the id run_info.json records)."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    stale = wandb.init(project="elsewhere", dir=str(tmp_path), id="stale123")
+    try:
+        code, run_dir = run(tmp_path, "fresh", "--trainer.max_steps", "1", "--wandb", "offline")
+    finally:
+        wandb.finish()
+    assert code == 0
+    run_id = json.loads((run_dir / "run_info.json").read_text())["wandb_run_id"]
+    assert run_id != stale.id and [folder.name[-len(run_id):] for folder in (run_dir / "wandb").glob("offline-run-*")] == [run_id]

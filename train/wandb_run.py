@@ -33,6 +33,17 @@ class RunFolderWandbLogger(WandbLogger):
     def log_hyperparams(self, params, *args, **kwargs) -> None:
         pass
 
+    @property
+    def experiment(self):
+        """The run folder's own wandb run: a run some earlier code left open in this process is
+        finished first (Lightning would log into it, under another id)."""
+        if self._experiment is None:
+            import wandb
+
+            if wandb.run is not None and wandb.run.id != self._wandb_init.get("id"):
+                wandb.finish()
+        return super().experiment
+
 
 def log_media(trainer, step: int, images: dict[str, Path], table=None) -> None:
     """Images (and a pandas table) to the trainer's wandb logger at ``step``, the global step
