@@ -169,18 +169,18 @@ def test_quickstart_writes_the_report(tmp_path, capsys):
     assert str(report_file) in out
     text = report_file.read_text()
     assert "# softhard quickstart" in text and "## Formula `a S b`" in text and "## As trained, hardened, gap rule" in text
-    assert "since_ab-in_nlogn" in text and "since_ab-sinusoidal" in text and (tmp_path / "qs" / "report.html").exists()
-    # the study's cells: the theory's i/n with n log n against sinusoidal, as the study grid file defines them
-    configs = {run: (tmp_path / "qs" / run / "config.yaml").read_text() for run in ("since_ab-in_nlogn", "since_ab-sinusoidal")}
-    assert "temperature: n_log_n" in configs["since_ab-in_nlogn"] and "- i/n" in configs["since_ab-in_nlogn"]
+    assert "since_ab-nope_strict" in text and "since_ab-sinusoidal" in text and (tmp_path / "qs" / "report.html").exists()
+    # the study's cells: the theory's NoPE with strict-past masks against sinusoidal, as the study grid file defines them
+    configs = {run: (tmp_path / "qs" / run / "config.yaml").read_text() for run in ("since_ab-nope_strict", "since_ab-sinusoidal")}
+    assert "mask: strict_past" in configs["since_ab-nope_strict"] and "positional: []" in configs["since_ab-nope_strict"]
     assert "- sinusoidal" in configs["since_ab-sinusoidal"] and "temperature: fixed" in configs["since_ab-sinusoidal"]
     evaluated = pd.read_csv(tmp_path / "qs" / "since_ab-sinusoidal" / "evaluation.csv")
     assert set(evaluated["attention"]) == {"as-trained", "hardened"} and sorted(set(evaluated["length"])) == [120, 1200]
 
     # interrupted: one run killed after its checkpoint (no table, no evaluation yet), the other trained but not
     # evaluated
-    (tmp_path / "qs" / "since_ab-in_nlogn" / LENGTH_TABLE).unlink()
-    for run in ("since_ab-in_nlogn", "since_ab-sinusoidal"):
+    (tmp_path / "qs" / "since_ab-nope_strict" / LENGTH_TABLE).unlink()
+    for run in ("since_ab-nope_strict", "since_ab-sinusoidal"):
         (tmp_path / "qs" / run / "evaluation.csv").unlink()
     assert quickstart(["--out", str(tmp_path / "qs"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out
