@@ -392,31 +392,29 @@ def test_registry_languages_at_length_1000(spec, mode):
     np.testing.assert_array_equal(evaluate(compiled, ids).predictions, language.label(ids), err_msg=spec.name)
 
 
+def assert_exact_on_random_long_words(phi, alphabet, mode: str, seed: int) -> None:
+    """The compiled model labels two random words of length LONG exactly as data.ltl does."""
+    words = np.random.default_rng(seed).integers(0, len(alphabet), size=(2, LONG))
+    predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
+    np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("index", range(0, len(RANDOM), 3))
 def test_random_formulas_at_length_1000(index, mode):
-    phi, alphabet = RANDOM[index]
-    words = np.random.default_rng(index).integers(0, len(alphabet), size=(2, LONG))
-    predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
-    np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
+    assert_exact_on_random_long_words(*RANDOM[index], mode, seed=index)
 
 
 @pytest.mark.parametrize("mode", MODULAR_MODES)
 @pytest.mark.parametrize("index", range(0, len(MODULAR_RANDOM), 2))
 def test_random_modular_formulas_at_length_1000(index, mode):
-    phi, alphabet = MODULAR_RANDOM[index]
-    words = np.random.default_rng(index).integers(0, len(alphabet), size=(2, LONG))
-    predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
-    np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
+    assert_exact_on_random_long_words(*MODULAR_RANDOM[index], mode, seed=index)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("index", range(0, len(COUNTING_RANDOM), 3))
 def test_random_counting_formulas_at_length_1000(index, mode):
-    phi, alphabet = COUNTING_RANDOM[index]
-    words = np.random.default_rng(index).integers(0, len(alphabet), size=(2, LONG))
-    predictions = evaluate(compile_for(phi, alphabet, mode), words).predictions
-    np.testing.assert_array_equal(predictions, label_positions(phi, words, alphabet), err_msg=str(phi))
+    assert_exact_on_random_long_words(*COUNTING_RANDOM[index], mode, seed=index)
 
 
 # --- Boolean nodes over more than MAX_LEAVES leaves ------------------------------------------
