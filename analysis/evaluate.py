@@ -43,7 +43,7 @@ from softhard.models.blocked import blocked_forward, parse_device
 from softhard.models.compiler import CompiledModel
 from softhard.models.compiler.blocked import head_targets
 from softhard.models.heads import head_name, parse_kinds, with_kinds
-from softhard.models.masks import MASK_BOUNDS
+from softhard.models.masks import MASK_BOUNDS, band
 from softhard.models.transformer import Transformer
 from softhard.train.run_folder import EVALUATION_COLUMNS, write_evaluation_table
 
@@ -103,12 +103,10 @@ def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps:
                 nonlocal targets
                 if targets is None:
                     targets = head_targets(info, ids, alphabet, scores.device)
-                blk, keys = allowed.shape[0], allowed.shape[1] - 1
-                i = torch.arange(i0, i0 + blk, device=scores.device)[:, None]
-                j = torch.arange(k0, k0 + keys, device=scores.device)[None, :]
-                lo, hi = MASK_BOUNDS[info.mask]  # the construction head's band, inside the learned head's
-                band = allowed[:, 1:] & (j >= i - hi) & (j <= i - lo)
-                sets = targets.block(band, i0, i0 + blk, k0, k0 + keys)
+                queries, keys = range(i0, i0 + allowed.shape[0]), range(k0, k0 + allowed.shape[1] - 1)
+                # the construction head's band, inside the learned head's
+                visible = allowed[:, 1:] & band(*MASK_BOUNDS[info.mask], queries, keys, scores.device)
+                sets = targets.block(visible, queries.start, queries.stop, keys.start, keys.stop)
                 gap, _ = target_set_gap(scores, sets, allowed.expand_as(sets))
                 smallest[0] = min(smallest[0], float(torch.where(gap.isnan(), math.inf, gap).min()))
 
