@@ -168,21 +168,13 @@ def evaluate_model(model: Transformer, language: Language, lengths: Sequence[int
     return pd.DataFrame(rows, columns=[*EVALUATION_COLUMNS, *(f"tau_{name}" for name in heads)])
 
 
-def train_length(run: RunFolder) -> int:
-    """The longest training word length of a run (config data.max_length)."""
-    train = run.settings["train_max_length"]
-    if not train:
-        raise RunSkipped(f"{run.path}: config.yaml has no data.max_length")
-    return int(train)
-
-
 def default_lengths(run: RunFolder) -> list[int]:
     """The run's test lengths plus FACTORS times its train length."""
     try:
         tested = run.length_table()["length"].unique().tolist()
     except RunSkipped:
         tested = []
-    return sorted({int(n) for n in tested} | {f * train_length(run) for f in FACTORS})
+    return sorted({int(n) for n in tested} | {f * run.train_length("not evaluated") for f in FACTORS})
 
 
 def evaluate_run(run: RunFolder, lengths: Sequence[int] | None = None, attentions: Sequence[str] = ATTENTIONS,
@@ -248,7 +240,7 @@ def _arguments(parser: argparse.ArgumentParser, argv) -> dict:
         lengths = parse_lengths(args.lengths)
     elif args.factor:
         run.check()
-        lengths = sorted({f * train_length(run) for f in parse_lengths(args.factor, "--factor")})
+        lengths = sorted({f * run.train_length("not evaluated") for f in parse_lengths(args.factor, "--factor")})
     parse_device(args.device)
     return dict(run=run, lengths=lengths, attentions=attentions, kinds=parse_kinds(args.kinds), eps=args.eps,
                 words=args.words, seed=args.seed, device=args.device)

@@ -165,10 +165,7 @@ def probe_table(run: RunFolder, words_per_length: int = WORDS_PER_LENGTH, length
     words_per_length: per label and length. Raises RunSkipped without checkpoint, train length or words.
     """
     if lengths is None:
-        train_length = run.settings["train_max_length"]
-        if train_length is None:
-            raise RunSkipped(f"{run.path}: no train length (config.yaml data.max_length): not probed; pass lengths")
-        lengths = default_lengths(int(train_length))
+        lengths = default_lengths(run.train_length("not probed; pass lengths"))
     model = run.load_model()
     words = sample_words(Language(run.formula, run.alphabet, run.language), lengths, words_per_length, seed)
     if sum(len(ids) for ids in words) < 2:

@@ -171,6 +171,14 @@ class RunFolder:
             "run_dir": str(self.path),
         }
 
+    def train_length(self, skipped: str) -> int:
+        """The longest training word length (config.yaml data.max_length); RunSkipped without one,
+        ending with ``skipped`` (what is not done)."""
+        length = self.settings["train_max_length"]
+        if length is None:
+            raise RunSkipped(f"{self.path}: no train length (config.yaml data.max_length): {skipped}")
+        return int(length)
+
     # ------------------------------------------------------------------ what it produced
     def length_table(self, final_only: bool = True) -> pd.DataFrame:
         """length_generalization.csv (the last step's rows unless ``final_only`` is False)."""

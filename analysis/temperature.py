@@ -394,9 +394,7 @@ def extrapolate_table(table: pd.DataFrame, factors: Sequence[float] = FACTORS, e
 def extrapolate(run: RunFolder, factors: Sequence[float] = FACTORS, eps: float = EPS,
                 gap: str = "gap_min") -> pd.DataFrame:
     """extrapolate_table of one run, from its saved probe words and its train max length."""
-    train_length = run.settings["train_max_length"]
-    if train_length is None:
-        raise RunSkipped(f"{run.path}: no train length (config.yaml data.max_length): not extrapolated")
+    train_length = run.train_length("not extrapolated")
     return extrapolate_table(temperature_table(run, eps), factors, eps, train_length, gap)
 
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (run_dir / run_folder.EVALUATION_TABLE).is_file():
             run = RunFolder(run_dir)
             print(f"quickstart: evaluating {run_dir} as trained and hardened at {', '.join(map(str, FACTORS))}x")
-            evaluate_run(run, lengths=[factor * int(run.settings["train_max_length"]) for factor in FACTORS],
+            evaluate_run(run, lengths=[factor * run.train_length("not evaluated") for factor in FACTORS],
                          attentions=("as-trained", "hardened"), words=EVALUATION_WORDS, progress=False)
     report, _ = build_report(run_dirs, args.out, title="softhard quickstart")
     print(f"quickstart: done in {time.perf_counter() - started:.0f} s; report at {report} (and report.html)")
