@@ -45,10 +45,7 @@ def _keys(table: pd.DataFrame) -> list[str]:
 
 def evaluation_curves(table: pd.DataFrame, metric: str = EVALUATION_METRIC) -> pd.DataFrame:
     """Per configuration, attention setting and length: n_seeds, mean, std (ddof=1), min, max of ``metric``."""
-    keys = _keys(table)
-    curves = table.groupby([*keys, "length"], dropna=False, sort=True)[metric].agg(
-        n_seeds="count", mean="mean", std="std", min="min", max="max")
-    return curves.reset_index()
+    return length_generalization.seed_statistics(table, _keys(table), metric).reset_index()
 
 
 def evaluation_reach(table: pd.DataFrame, threshold: float = length_generalization.DEFAULT_THRESHOLD,
@@ -59,13 +56,7 @@ def evaluation_reach(table: pd.DataFrame, threshold: float = length_generalizati
     rows), breakdown_length (NaN: never below ``threshold`` up to longest_length), longest_length.
     """
     keys = _keys(table)
-    below = lambda frame, value: frame.assign(below=frame["length"].where(frame[value] < threshold))  # noqa: E731
-    per_seed = below(table, metric).groupby([*keys, "seed", RUN], dropna=False, sort=True).agg(
-        breakdown_length=("below", "min"), longest_length=("length", "max")).reset_index().assign(curve="seed")
-    mean = below(evaluation_curves(table, metric), "mean").groupby(keys, dropna=False, sort=True).agg(
-        breakdown_length=("below", "min"), longest_length=("length", "max")).reset_index().assign(curve="mean")
-    reach = pd.concat([per_seed, mean], ignore_index=True)
-    reach["seed"] = reach["seed"].astype("Int64")
+    reach = length_generalization.breakdown_lengths(table, keys, metric, threshold)
     return reach[[*keys, "curve", "seed", RUN, "breakdown_length", "longest_length"]]
 
 

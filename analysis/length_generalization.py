@@ -103,12 +103,19 @@ def final_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows
 
 
+def seed_statistics(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """Per group of ``keys`` and length: n_seeds, mean, std (ddof=1), min and max of ``metric`` over
+    the runs (one row each per length); indexed by the keys and length."""
+    return rows.groupby([*keys, "length"], dropna=False, sort=True)[metric].agg(
+        n_seeds="count", mean="mean", std="std", min="min", max="max")
+
+
 def _curves(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     """Mean, std, min and max over seeds of ``metric`` per configuration and length."""
-    grouped = rows.groupby([*keys, "length"], dropna=False, sort=True)
-    curves = grouped[metric].agg(n_seeds="count", mean="mean", std="std", min="min", max="max")
+    curves = seed_statistics(rows, keys, metric)
     # The test bin of each length (runs of one configuration normally agree; if not, both are named).
-    curves.insert(0, "split", grouped["split"].agg(lambda s: "|".join(sorted(set(s)))))
+    curves.insert(0, "split", rows.groupby([*keys, "length"], dropna=False, sort=True)["split"].agg(
+        lambda s: "|".join(sorted(set(s)))))
     curves.insert(1, "metric", metric)
     return curves.reset_index()
 
@@ -120,11 +127,18 @@ def _first_below(curves: pd.DataFrame, groups: list[str], value: str, threshold:
         breakdown_length=("below", "min"), longest_length=("length", "max")).reset_index()
 
 
-def _breakdown(rows: pd.DataFrame, keys: list[str], metric: str, threshold: float) -> pd.DataFrame:
+def breakdown_lengths(rows: pd.DataFrame, keys: list[str], metric: str, threshold: float) -> pd.DataFrame:
+    """Per group of ``keys``: the shortest length whose ``metric`` is below ``threshold`` (NaN: none)
+    and the longest length, per seed (curve "seed") and of the mean over seeds (curve "mean")."""
     per_seed = _first_below(rows, [*keys, "seed", RUN], metric, threshold).assign(curve="seed")
-    mean = _first_below(_curves(rows, keys, metric), keys, "mean", threshold).assign(curve="mean")
+    mean = _first_below(seed_statistics(rows, keys, metric).reset_index(), keys, "mean", threshold).assign(curve="mean")
     table = pd.concat([per_seed, mean], ignore_index=True)
     table["seed"] = table["seed"].astype("Int64")
+    return table
+
+
+def _breakdown(rows: pd.DataFrame, keys: list[str], metric: str, threshold: float) -> pd.DataFrame:
+    table = breakdown_lengths(rows, keys, metric, threshold)
     table["ratio"] = table["breakdown_length"] / table["train_max_length"].astype(float)
     return table[[*keys, "curve", "seed", RUN, "breakdown_length", "longest_length", "ratio"]]
 
