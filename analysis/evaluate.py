@@ -44,6 +44,7 @@ from softhard.models.compiler import CompiledModel
 from softhard.models.compiler.blocked import head_targets
 from softhard.models.heads import head_name, parse_kinds, with_kinds
 from softhard.models.masks import MASK_BOUNDS, band
+from softhard.models.soften import temperature as gap_lemma_temperature
 from softhard.models.transformer import Transformer
 from softhard.train.run_folder import EVALUATION_COLUMNS, write_evaluation_table
 
@@ -112,7 +113,7 @@ def gap_rule_scales(matched: dict, ids: np.ndarray, alphabet, n_heads: int, eps:
 
             scan(h, measure)
             g = gaps[head_name(l, h)] = smallest[0]
-            taus[head_name(l, h)] = g / math.log((n + 1) / eps) if 0 < g < math.inf else math.nan
+            taus[head_name(l, h)] = gap_lemma_temperature(g, n, eps) if 0 < g < math.inf else math.nan
             out[h] = 1.0 / taus[head_name(l, h)]  # NaN: the head keeps its own temperature
         return out
 

@@ -50,8 +50,6 @@ DOTTED_KEY = re.compile(r"[A-Za-z_][\w.]*")
 _SLUGS = {"i/n": "i_over_n", "1/i": "1_over_i", "i^2": "i_sq", "(-1)^i": "alt_sign"}
 
 
-
-
 class GridError(ValueError):
     """A bad grid file or option: reported before any run starts."""
 
