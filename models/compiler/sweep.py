@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -56,6 +55,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from softhard.data.files import write_atomically
 from softhard.data.language import Language
 from softhard.models.compiler.blocked import DTYPES, evaluate
 from softhard.models.compiler.cli import add_word_arguments, at_least, language_of
@@ -114,13 +114,6 @@ def run_sweep(language: Language, lengths: list[int], dtypes: list[str], words: 
     return rows
 
 
-def _replace(path: Path, write) -> None:
-    """write(temporary path), then rename it to path: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_csv(rows: list[dict], path: Path, columns=COLUMNS) -> None:
     def write(tmp):
         with open(tmp, "w", newline="") as handle:
@@ -128,7 +121,7 @@ def write_csv(rows: list[dict], path: Path, columns=COLUMNS) -> None:
             writer.writeheader()
             writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
-    _replace(path, write)
+    write_atomically(path, write)
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -177,7 +170,7 @@ def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
     ax.set(xscale="log", yscale="log", xlabel="length n", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _replace(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
 
 
