@@ -80,11 +80,10 @@ def save_construction_run(formula: str, alphabet: str, mode: str, run_dir, max_l
         raise ValueError(f"--probe-words must be >= 0, got {probe_words}")
     data = LanguageDataModule(language=language_name(formula, alphabet), formula=formula, alphabet=alphabet,
                               max_length=max_length, data_seed=seed, cache_dir=str(cache_dir))
-    compiled = compile_formula(data.language.formula, data.language.alphabet, mode, compile_length(mode, max_length))
+    construction = {"mode": mode, "compile_length": compile_length(mode, max_length)}
+    compiled = compile_formula(data.language.formula, data.language.alphabet, mode, construction["compile_length"])
     data.setup()  # a language without both classes at these lengths fails here, before the folder
     module = as_language_model(compiled)
-
-    construction = {"mode": mode, "compile_length": compile_length(mode, max_length)}
     config = {"seed_everything": seed, "data": dict(data.hparams), "model": dict(module.hparams),
               "construction": construction}
     command = command or ["softhard", "construct", "--formula", formula, "--alphabet", alphabet, "--mode", mode,
