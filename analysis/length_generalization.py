@@ -40,7 +40,7 @@ from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
 from softhard.analysis.runs import RUN, SETTINGS, is_other_setting
-from softhard.train.run_folder import METRICS_FILE, read_metrics
+from softhard.train.run_folder import last_validation
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"
@@ -189,14 +189,10 @@ def validation_accuracy(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_dir in dict.fromkeys(table[RUN]):
         row = {RUN: run_dir, "validation_step": np.nan, **{metric: np.nan for metric in METRICS}}
-        if (Path(run_dir) / METRICS_FILE).is_file():
-            metrics = read_metrics(run_dir)
-            logged = [f"val/{metric}" for metric in METRICS if f"val/{metric}" in metrics.columns]
-            validated = metrics.dropna(subset=logged, how="all") if logged else metrics.iloc[:0]
-            if not validated.empty:
-                last = validated.iloc[-1]
-                row.update({"validation_step": last["step"],
-                            **{metric: last.get(f"val/{metric}", np.nan) for metric in METRICS}})
+        last = last_validation(run_dir)
+        if last is not None:
+            row.update({"validation_step": last["step"],
+                        **{metric: last.get(f"val/{metric}", np.nan) for metric in METRICS}})
         rows.append(row)
     return pd.DataFrame(rows, columns=[RUN, "validation_step", *METRICS])
 

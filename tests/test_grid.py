@@ -231,6 +231,8 @@ def test_shipped_grids_expand():
     ("languages: {mine: nowhere.yaml}\n", "language 'mine': config"),
     ("languages: [since_ab]\nevaluate: [factor]\n", "'evaluate' must be a mapping"),
     ("languages: [since_ab]\nevaluate: {factor: {a: 1}}\n", "evaluate factor: expected a number"),
+    ("languages: [since_ab]\nevaluate_learned: 0.99\n", "'evaluate_learned' needs an 'evaluate'"),
+    ("languages: [since_ab]\nevaluate: {factor: 10}\nevaluate_learned: 99\n", "got 99"),
     ("languages: []\n", "'languages' is empty"),
     ("languages: [since_ab]\npositional: []\n", "'positional' is empty"),
     ("languages: [since_ab]\nseeds: []\n", "'seeds' is empty"),
@@ -313,6 +315,29 @@ def test_a_trained_run_without_its_evaluation_is_evaluated_then_skipped(tmp_path
     failing.evaluate_command = lambda: [sys.executable, "-c", "raise SystemExit(3)"]
     execute(failing, "disabled", dict(os.environ))
     assert (failing.status, failing.exit_code) == ("failed", 3)
+
+
+def test_evaluate_learned_evaluates_only_runs_whose_validation_reaches_it(tmp_path):
+    """With evaluate_learned, a trained run below the threshold (by its last validation row) is finished
+    without an evaluation; one at the threshold is evaluated; an untrained one is not finished."""
+    grid = write_grid(tmp_path, "languages: [since_ab]\nseeds: [0, 1, 2]\nevaluate: {factor: 100}\nevaluate_learned: 0.99\n")
+    below, at, untrained = load_grid(grid, tmp_path / "out")
+    for run, accuracy in ((below, 0.98), (at, 0.99)):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / run_folder.LENGTH_TABLE).write_text("step\n")
+        rows = [{"step": 10, "val/string_accuracy": 1.0}, {"step": 20, "train/loss": 0.1},
+                {"step": 20, "val/string_accuracy": accuracy}, {"step": 20, "lengthgen/x": 0.5}]
+        (run.run_dir / run_folder.METRICS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert below.evaluated and finished(below) and not below.learned()
+    assert at.learned() and not at.evaluated and not finished(at)
+    assert not untrained.learned() and not untrained.evaluated and not finished(untrained)
+    at.evaluate_command = lambda: [sys.executable, "-c",
+                                   f"open({str(at.run_dir / 'evaluation.csv')!r}, 'w').write('attention\\n')"]
+    below.evaluate_command = lambda: [sys.executable, "-c", "raise SystemExit(3)"]  # must not be called
+    for run in (below, at):
+        execute(run, "disabled", dict(os.environ))
+        assert (run.status, run.exit_code) == ("ok", 0) and finished(run)
+    assert (at.run_dir / "evaluation.csv").is_file() and not (below.run_dir / "evaluation.csv").exists()
 
 
 # ---------------------------------------------------------------------------- real runs

@@ -16,6 +16,7 @@ A grid file (YAML) names languages and axes; the runs are their cartesian produc
     seeds: [0, 1]                          # short for seed_everything
     overrides: {trainer.max_epochs: 5}     # dotted `softhard train` keys given to every run
     evaluate: {factor: 100, attention: [as-trained, hardened]}   # `softhard evaluate` after each run
+    evaluate_learned: 0.99                 # ... only after runs whose validation string accuracy reaches it
     name: study                            # wandb group of the runs (default: the file's name)
     cells: {nope_strict: {positional: [], model.transformer.mask: strict_past}}   # named cells
 

@@ -21,10 +21,11 @@ from typing import Any, Optional
 
 import yaml
 
+from softhard.train import run_folder
 from softhard.train.run_folder import EVALUATION_TABLE, setting_label
 
 # Keys of a grid file that are not axes; every other key is one.
-NOT_AXES = ("name", "overrides", "evaluate", "cells")
+NOT_AXES = ("name", "overrides", "evaluate", "evaluate_learned", "cells")
 # A wandb sweep file (configs/sweep.yaml) is a grid file too: its `parameters` become axes (values)
 # and overrides (value); these keys of wandb's own are left to wandb.
 SWEEP_ONLY = ("method", "metric", "project", "entity", "command", "program", "description", "early_terminate",
@@ -74,6 +75,8 @@ class Run:
     group: str = ""  # wandb group: the grid's name
     tags: list = field(default_factory=list)  # wandb tags: "<axis>=<value>" for every axis
     evaluate: Optional[list[str]] = None  # `softhard evaluate` options after the run; None: no evaluation
+    # Evaluate only when the run's last validation string accuracy reaches this; None: always.
+    evaluate_learned: Optional[float] = None
     cell: Optional[str] = None  # the grid's named cell this run belongs to (its settings are in axes); None: no cells
     status: str = "pending"
     exit_code: Optional[int] = None
@@ -85,7 +88,22 @@ class Run:
 
     @property
     def evaluated(self) -> bool:
-        return self.evaluate is None or (self.run_dir / EVALUATION_TABLE).is_file()
+        """Nothing left to evaluate: no evaluation asked for, evaluation.csv written, or (with
+        evaluate_learned) a trained run whose validation string accuracy stayed below it."""
+        if self.evaluate is None or (self.run_dir / EVALUATION_TABLE).is_file():
+            return True
+        trained = run_folder.state(self.run_dir) == "done"
+        return self.evaluate_learned is not None and trained and not self.learned()
+
+    def learned(self) -> bool:
+        """The run is trained and its last validation string accuracy is at least evaluate_learned (or
+        there is no such threshold)."""
+        if run_folder.state(self.run_dir) != "done":
+            return False
+        if self.evaluate_learned is None:
+            return True
+        last = run_folder.last_validation(self.run_dir)
+        return last is not None and last.get("val/string_accuracy", float("nan")) >= self.evaluate_learned
 
     def train_args(self, wandb: str = "disabled", resume: bool = False) -> list[str]:
         """The arguments of `softhard train` for this run."""
@@ -186,6 +204,7 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
     seeds = axes.pop(SHORTHANDS["seeds"], [0])
     overrides = _overrides(spec.get("overrides"), axes, fail)
     evaluate = _evaluate_options(spec["evaluate"], fail) if "evaluate" in spec else None
+    evaluate_learned = _evaluate_learned(spec.get("evaluate_learned"), evaluate, fail)
     cells = _cells(spec["cells"], axes, overrides, fail) if "cells" in spec else {None: {}}
 
     labels = axis_labels(list(axes))
@@ -205,7 +224,7 @@ def load_grid(path: str | Path, out: str | Path) -> list[Run]:
         tags = [f"language={language}"] + ([f"cell={cell}"] if cell is not None else [])
         tags += [f"{labels[key]}={_value_text(value)}" for key, value in point.items()]
         runs.append(Run(run_name, language, configs, seed, out / run_name, settings | point, dict(overrides), name,
-                        tags + [f"seed={seed}"], evaluate, cell))
+                        tags + [f"seed={seed}"], evaluate, evaluate_learned, cell))
     return runs
 
 
@@ -367,6 +386,17 @@ def _evaluate_options(value: Any, fail) -> list[str]:
             raise fail(f"evaluate {flag}: expected a number, a word or a list of them, got {setting!r}")
         options += [f"--{flag}", ",".join(str(item) for item in items)]
     return options
+
+
+def _evaluate_learned(value: Any, evaluate: Optional[list[str]], fail) -> Optional[float]:
+    """The grid's `evaluate_learned` threshold (a validation string accuracy in [0, 1]; None: not set)."""
+    if value is None:
+        return None
+    if evaluate is None:
+        raise fail("'evaluate_learned' needs an 'evaluate' mapping (it says which runs to evaluate)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise fail(f"'evaluate_learned' must be a validation string accuracy between 0 and 1, got {value!r}")
+    return float(value)
 
 
 def _check_positional(value: Any) -> Optional[str]:
