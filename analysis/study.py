@@ -15,6 +15,8 @@ configs/grids/study.yaml`) and writes into --out:
 * ``learned.{csv,md}`` and ``learned.png``: the fraction of runs that learned, per cell and class;
 * ``generalization.{csv,md}`` and ``generalization.png``: per cell and class, over the runs that
   learned and over all, mean, std, max and count over runs of each accuracy beyond training;
+* ``languages.{csv,md}``: per language and cell, runs that learned and mean accuracy in the
+  longest test bin (the markdown a cell x language grid);
 * ``mechanism.{csv,md}``, ``mechanism_heads.csv`` and ``mechanism.png``: over the runs that
   learned, the heads' TV to their construction heads and the three evaluations at 10x/100x;
 * ``temperature.csv`` and ``temperature.png``: learned temperatures against the gap lemma's
@@ -202,6 +204,31 @@ def mechanism_table(summary: pd.DataFrame) -> pd.DataFrame:
     return spread(summary[summary["learned"]], ["cell", "class"], ["mean_tv", *EVALUATED])
 
 
+def language_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per language and cell (the literature's comparisons are per language): runs, runs that learned,
+    mean in-distribution accuracy, mean accuracy in the longest test bin over all runs and over the runs
+    that learned, and the mean evaluations at 100x (evaluated runs)."""
+    longest = [c for c in summary.columns if c.startswith("acc_")][-1]
+    grouped = summary.assign(longest_learned=summary[longest].where(summary["learned"])) \
+        .groupby(["language", "class", "cell"], sort=False)
+    table = grouped.agg(runs=("learned", "size"), learned=("learned", "sum"),
+                        in_distribution=("in_distribution", "mean"), longest_bin=(longest, "mean"),
+                        longest_bin_learned=("longest_learned", "mean"),
+                        **{column: (column, "mean") for column in EVALUATED if column.endswith("_100x")})
+    return table.reset_index().rename(columns={"longest_bin": longest, "longest_bin_learned": f"{longest}_learned"})
+
+
+def language_markdown(table: pd.DataFrame) -> str:
+    """language_table as a cell x language grid: "learned/runs · mean accuracy in the longest test bin"."""
+    longest = next(c for c in table.columns if c.startswith("acc_") and not c.endswith("_learned"))
+    text = table["learned"].astype(int).astype(str) + "/" + table["runs"].astype(str) + " · " + \
+        table[longest].map(lambda value: "–" if pd.isna(value) else f"{value:.2f}")
+    grid = table.assign(text=text).pivot(index="cell", columns="language", values="text")
+    grid = grid.reindex(index=list(dict.fromkeys(table["cell"])), columns=list(dict.fromkeys(table["language"])))
+    return (f"Runs that learned / runs · mean string accuracy in the longest test bin ({longest.removeprefix('acc_')}) "
+            f"over all runs.\n\n" + grid.reset_index().to_markdown(index=False) + "\n")
+
+
 def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     """A table as markdown, floats rounded; "mean ± std (max m, n k)" cells for spread's columns."""
     shown = table.copy()
@@ -301,6 +328,8 @@ def write_results(runs_dir, out, threshold: float = length_generalization.DEFAUL
     for name, table in (("learned", learned_table(summary)), ("generalization", generalization_table(summary)),
                         ("mechanism", mechanism_table(summary))):
         written += [_csv(table, out / f"{name}.csv"), _text(markdown(table), out / f"{name}.md")]
+    languages = language_table(summary)
+    written += [_csv(languages, out / "languages.csv"), _text(language_markdown(languages), out / "languages.md")]
     figures = {"learned": plot_learned(learned_table(summary)), "generalization": plot_generalization(summary),
                "generalization_all": plot_generalization(summary, "all"), "mechanism": plot_mechanism(summary)}
     learned_tau = [RunFolder(Path(r)) for r in summary.loc[summary["learned"] & (summary["temperature"] == "learned"),

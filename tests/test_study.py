@@ -15,6 +15,8 @@ from softhard.models.temperature import TAU_MIN
 
 from softhard.analysis.study import (
     EVALUATED,
+    language_markdown,
+    language_table,
     learned_table,
     generalization_table,
     main as study,
@@ -94,6 +96,22 @@ def test_learned_follows_the_threshold_and_the_tables_count_runs(tiny_study):
     assert set(mechanism.columns) >= {f"{q}_mean" for q in ["mean_tv", *EVALUATED]}
 
 
+def test_language_table_counts_and_averages_per_language_and_cell(tiny_study):
+    summary, _, _ = run_summary(tiny_study, mechanism=False)
+    summary["learned"] = summary["seed"] == 0  # one learned run per cell with seeds
+    table = language_table(summary)
+    longest = [c for c in summary.columns if c.startswith("acc_")][-1]
+    assert table["runs"].sum() == len(summary) and table["learned"].sum() == summary["learned"].sum()
+    for _, row in table.iterrows():
+        group = summary[(summary["language"] == row["language"]) & (summary["cell"] == row["cell"])]
+        assert row[longest] == pytest.approx(group[longest].mean())
+        assert row[f"{longest}_learned"] == pytest.approx(group.loc[group["learned"], longest].mean(), nan_ok=True)
+        assert row["hardened_100x"] == pytest.approx(group["hardened_100x"].mean(), nan_ok=True)
+    text = language_markdown(table)
+    first = table.iloc[0]
+    assert f"{first['learned']}/{first['runs']} · {first[longest]:.2f}" in text and longest.removeprefix("acc_") in text
+
+
 def test_markdown_cells_spell_mean_std_max_and_count():
     table = pd.DataFrame({"cell": ["a", "b"], "x_mean": [0.5, np.nan], "x_std": [0.1, np.nan], "x_max": [0.6, np.nan],
                           "x_n": [3, 0]})
@@ -106,7 +124,7 @@ def test_write_results_and_the_command(tiny_study, tmp_path, capsys):
     assert study([str(tiny_study), "--out", str(out), "--learned", "0"]) == 0
     names = {path.name for path in out.iterdir()}
     assert {"summary.csv", "learned.csv", "learned.md", "generalization.csv", "generalization.md", "mechanism.csv",
-            "mechanism.md", "mechanism_heads.csv", "learned.png", "generalization.png", "mechanism.png"} <= names
+            "mechanism.md", "mechanism_heads.csv", "languages.csv", "languages.md", "learned.png", "generalization.png", "mechanism.png"} <= names
     assert len(pd.read_csv(out / "summary.csv")) == len(TINY_STUDY)
     assert "in_logn" in (out / "learned.md").read_text()
 
