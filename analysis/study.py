@@ -11,7 +11,9 @@ configs/grids/study.yaml`) and writes into --out:
   positional encoding, temperature and the other settings that vary), language, class (STUDY_CLASSES), seed, in-distribution string accuracy on the
   validation split, learned (>= LEARNED), breakdown length over the test bins, string
   accuracy as trained, hardened and by the gap rule at 10x and 100x the train length (from
-  evaluation.csv), and the mean TV of the run's heads to their matched construction heads;
+  evaluation.csv) with HEAD_COUNTS (how many heads the hardened model switched and the gap rule
+  re-tempered: a hardened curve equal to the as-trained one often means no head was matched), and
+  the mean and smallest TV of the run's heads to their matched construction heads;
 * ``learned.{csv,md}`` and ``learned.png``: the fraction of runs that learned, per cell and class;
 * ``generalization.{csv,md}`` and ``generalization.png``: per cell and class, over the runs that
   learned and over all, mean, std, max and count over runs of each accuracy beyond training;
@@ -44,6 +46,7 @@ from softhard.analysis.evaluate import ATTENTIONS
 from softhard.analysis.evaluations import collect_evaluations
 from softhard.analysis.runs import RUN, RunFolder, collect_runs, find_runs, map_runs
 from softhard.data.registry import REGISTRY
+from softhard.train.run_folder import read_evaluation_table
 
 METRIC = "string_accuracy"
 LEARNED = 0.99  # in-distribution string accuracy at which a run counts as learned
@@ -58,9 +61,12 @@ STUDY_CLASSES = {
 }
 CLASS_ORDER = ("local", "tie-breaking", "set-valued", "star-free", "counting", "non-star-free")
 EVALUATED = [f"{a.replace('-', '_')}_{f}x" for f in FACTORS for a in ATTENTIONS]  # as_trained_10x, ...
+# Of an evaluated run: its heads, the heads the hardened model switched to a hard kind (matched to a
+# construction head), and the heads the gap rule gave a temperature (matched, with a positive gap) at each factor.
+HEAD_COUNTS = ["heads", "hardened_heads", *[f"gap_rule_heads_{f}x" for f in FACTORS]]
 SUMMARY_COLUMNS = ("run", "cell", "language", "class", "seed", "positional", "temperature", "mask",
                    "train_max_length", "in_distribution", "learned", "longest_length", "breakdown_length",
-                   "breakdown_ratio", *EVALUATED, "mean_tv", "run_dir")
+                   "breakdown_ratio", *EVALUATED, *HEAD_COUNTS, "mean_tv", "min_tv", "run_dir")
 
 
 def language_class(language: str) -> str:
@@ -101,6 +107,7 @@ def run_summary(runs_dir, threshold: float = length_generalization.DEFAULT_THRES
     heads = _matched_heads([RunFolder(Path(r)) for r in summary.loc[summary["learned"], RUN]], skipped) \
         if mechanism else pd.DataFrame(columns=[RUN, "tv"])
     summary["mean_tv"] = summary[RUN].map(heads.groupby(RUN)["tv"].mean() if len(heads) else {})
+    summary["min_tv"] = summary[RUN].map(heads.groupby(RUN)["tv"].min() if len(heads) else {})
     ordered = [*SUMMARY_COLUMNS, *[c for c in summary.columns if c.startswith("acc_")]]
     order = {"class": CLASS_ORDER, "cell": list(dict.fromkeys(cells.values()))}  # the grid file's cell order
     return summary[ordered].sort_values(["class", "language", "cell", "seed"], key=lambda c: _in_order(c, order)) \
@@ -136,21 +143,43 @@ def _masks(run_dirs) -> list[str]:
 
 
 def _evaluated(runs: list[RunFolder], summary: pd.DataFrame, skipped: list[str]) -> pd.DataFrame:
-    """Per run: string accuracy of each attention setting at FACTORS x its train length (NaN where not evaluated)."""
+    """Per run: string accuracy of each attention setting at FACTORS x its train length and HEAD_COUNTS (NaN
+    where not evaluated)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         evaluations = collect_evaluations(runs)
     skipped += evaluations.attrs["skipped"]
-    result = pd.DataFrame(index=pd.Index(summary[RUN], name=RUN), columns=EVALUATED, dtype=float)
+    result = pd.DataFrame(index=pd.Index(summary[RUN], name=RUN), columns=[*EVALUATED, *HEAD_COUNTS], dtype=float)
     if evaluations.empty:
         return result
-    train = evaluations[RUN].map(summary.set_index(RUN)["train_max_length"]).astype(float)
+    train = summary.set_index(RUN)["train_max_length"]
     for factor in FACTORS:
-        at = evaluations[evaluations["length"] == factor * train]
+        at = evaluations[evaluations["length"] == factor * evaluations[RUN].map(train)]
         table = at.pivot_table(index=RUN, columns="attention", values=METRIC, aggfunc="mean")
         for setting in table.columns:
             result.loc[table.index, f"{setting.replace('-', '_')}_{factor}x"] = table[setting]
+    for run_dir in evaluations[RUN].unique():
+        result.loc[run_dir, HEAD_COUNTS] = _head_counts(read_evaluation_table(run_dir), train[run_dir])
     return result
+
+
+def _head_counts(evaluation: pd.DataFrame, train_length: int) -> list[float]:
+    """HEAD_COUNTS of one evaluation.csv: heads (from its kinds), heads hard in its hardened rows, and heads
+    with a gap-rule temperature (a finite tau_L<l>H<h>) at each factor (NaN where that row is missing)."""
+    def row(attention: str, length: int):
+        rows = evaluation[(evaluation["attention"] == attention) & (evaluation["length"] == length)]
+        return rows.iloc[0] if len(rows) else None
+
+    any_row = evaluation.iloc[0]
+    heads = len(str(any_row["kinds"]).split())
+    hardened = next((r for r in (row("hardened", f * train_length) for f in FACTORS) if r is not None), None)
+    counts = [heads, np.nan if hardened is None else
+              sum(not kind.endswith("=softmax") for kind in str(hardened["kinds"]).split())]
+    taus = [c for c in evaluation.columns if c.startswith("tau_")]
+    for factor in FACTORS:
+        gap = row("gap-rule", factor * train_length)
+        counts.append(np.nan if gap is None else float(gap[taus].notna().sum()))
+    return counts
 
 
 def _matched_heads(runs: list[RunFolder], skipped: list[str]) -> pd.DataFrame:
@@ -201,7 +230,7 @@ def generalization_table(summary: pd.DataFrame) -> pd.DataFrame:
 def mechanism_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Over the runs that learned, per cell and class: mean TV of the heads to their construction heads,
     and as trained / hardened / gap rule at 10x and 100x."""
-    return spread(summary[summary["learned"]], ["cell", "class"], ["mean_tv", *EVALUATED])
+    return spread(summary[summary["learned"]], ["cell", "class"], ["mean_tv", "min_tv", *EVALUATED, *HEAD_COUNTS[1:]])
 
 
 def language_table(summary: pd.DataFrame) -> pd.DataFrame:

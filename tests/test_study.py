@@ -36,10 +36,14 @@ def last_validation(run_dir: Path) -> float:
     return [v for v in values if v is not None][-1]
 
 
-def evaluation_at(run_dir: Path, attention: str, length: int) -> float:
+def evaluation_row(run_dir: Path, attention: str, length: int) -> dict:
     with open(run_dir / "evaluation.csv", newline="") as handle:
         (row,) = [r for r in csv.DictReader(handle) if r["attention"] == attention and int(r["length"]) == length]
-    return float(row["string_accuracy"])
+    return row
+
+
+def evaluation_at(run_dir: Path, attention: str, length: int) -> float:
+    return float(evaluation_row(run_dir, attention, length)["string_accuracy"])
 
 
 def bin_accuracy(run_dir: Path, split: str) -> float:
@@ -65,12 +69,21 @@ def test_one_row_per_run_traced_to_the_run_files(tiny_study):
             key = attention.replace("-", "_")
             assert row[f"{key}_10x"] == evaluation_at(run_dir, attention, 50)
             assert row[f"{key}_100x"] == evaluation_at(run_dir, attention, 500)
+        # head counts: kinds name every head; hardened rows switch some to a hard kind; gap-rule rows give
+        # matched heads with a positive gap a temperature (a non-empty tau_ cell)
+        hardened = evaluation_row(run_dir, "hardened", 50)
+        assert row["heads"] == len(hardened["kinds"].split()) == 4
+        assert row["hardened_heads"] == sum(not kind.endswith("=softmax") for kind in hardened["kinds"].split())
+        for factor, length in ((10, 50), (100, 500)):
+            gap = evaluation_row(run_dir, "gap-rule", length)
+            assert row[f"gap_rule_heads_{factor}x"] == sum(bool(v) for k, v in gap.items() if k.startswith("tau_"))
         bins = [c for c in summary.columns if c.startswith("acc_")]
         assert bins and all(row[b] == pytest.approx(bin_accuracy(run_dir, b.removeprefix("acc_")), abs=1e-12)
                             for b in bins)
         # mean_tv: the mean of the run's matched heads' TV (every run "learned" at learned=0)
         tv = heads.loc[heads["run"] == run_dir.name, "tv"]
         assert len(tv) == 4 and row["mean_tv"] == pytest.approx(tv.mean()) and 0 <= row["mean_tv"] <= 1
+        assert row["min_tv"] == tv.min()
 
 
 def test_learned_follows_the_threshold_and_the_tables_count_runs(tiny_study):
