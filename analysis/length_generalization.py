@@ -40,7 +40,7 @@ from matplotlib.figure import Figure  # the OO API: no pyplot state, any backend
 from matplotlib.ticker import LogFormatter
 
 from softhard.analysis.runs import RUN, SETTINGS, is_other_setting
-from softhard.train.run_folder import last_validation
+from softhard.train.run_folder import last_logged
 
 METRICS = ("string_accuracy", "position_accuracy", "word_position_accuracy")
 DEFAULT_METRIC = "position_accuracy"
@@ -189,7 +189,7 @@ def validation_accuracy(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_dir in dict.fromkeys(table[RUN]):
         row = {RUN: run_dir, "validation_step": np.nan, **{metric: np.nan for metric in METRICS}}
-        last = last_validation(run_dir)
+        last = last_logged(run_dir, "val/")
         if last is not None:
             row.update({"validation_step": last["step"],
                         **{metric: last.get(f"val/{metric}", np.nan) for metric in METRICS}})

@@ -13,7 +13,9 @@ configs/grids/study.yaml`) and writes into --out:
   accuracy as trained, hardened and by the gap rule at 10x and 100x the train length (from
   evaluation.csv) with HEAD_COUNTS (how many heads the hardened model switched and the gap rule
   re-tempered: a hardened curve equal to the as-trained one often means no head was matched), and
-  the mean and smallest TV of the run's heads to their matched construction heads;
+  the mean and smallest TV of the run's heads to their matched construction heads, and the
+  smallest and largest of the heads' final temperatures (tau_min, tau_max: where a learned or
+  annealed temperature ended);
 * ``learned.{csv,md}`` and ``learned.png``: the fraction of runs that learned, per cell and class;
 * ``generalization.{csv,md}`` and ``generalization.png``: per cell and class, over the runs that
   learned and over all, mean, std, max and count over runs of each accuracy beyond training;
@@ -46,7 +48,7 @@ from softhard.analysis.evaluate import ATTENTIONS
 from softhard.analysis.evaluations import collect_evaluations
 from softhard.analysis.runs import RUN, RunFolder, collect_runs, find_runs, map_runs
 from softhard.data.registry import REGISTRY
-from softhard.train.run_folder import read_evaluation_table
+from softhard.train.run_folder import last_logged, read_evaluation_table
 
 METRIC = "string_accuracy"
 LEARNED = 0.99  # in-distribution string accuracy at which a run counts as learned
@@ -66,7 +68,8 @@ EVALUATED = [f"{a.replace('-', '_')}_{f}x" for f in FACTORS for a in ATTENTIONS]
 HEAD_COUNTS = ["heads", "hardened_heads", *[f"gap_rule_heads_{f}x" for f in FACTORS]]
 SUMMARY_COLUMNS = ("run", "cell", "language", "class", "seed", "positional", "temperature", "mask",
                    "train_max_length", "in_distribution", "learned", "longest_length", "breakdown_length",
-                   "breakdown_ratio", *EVALUATED, *HEAD_COUNTS, "mean_tv", "min_tv", "run_dir")
+                   "breakdown_ratio", *EVALUATED, *HEAD_COUNTS, "mean_tv", "min_tv", "tau_min", "tau_max",
+                   "run_dir")
 
 
 def language_class(language: str) -> str:
@@ -129,11 +132,21 @@ def _per_run(rows: pd.DataFrame, breakdown: pd.DataFrame, cells: dict, learned: 
         "in_distribution": validation.reindex(first.index),
     }, index=first.index)
     summary["learned"] = summary["in_distribution"] >= learned
+    taus = pd.DataFrame([_final_temperatures(run_dir) for run_dir in summary.index], index=summary.index)
+    summary["tau_min"], summary["tau_max"] = taus[0], taus[1]
     broke = breakdown.set_index(RUN)
     summary["longest_length"] = broke["longest_length"]
     summary["breakdown_length"] = broke["breakdown_length"]
     summary["breakdown_ratio"] = broke["ratio"]
     return summary.rename_axis(RUN).reset_index()
+
+
+def _final_temperatures(run_dir) -> tuple[float, float]:
+    """The smallest and largest of the heads' last logged temperatures (tau_h times any schedule, before
+    a length factor; metrics.jsonl's temperature/*): where a learned temperature ended up."""
+    last = last_logged(run_dir, "temperature/")
+    taus = last.drop("step").astype(float) if last is not None else pd.Series(dtype=float)
+    return (taus.min(), taus.max()) if len(taus.dropna()) else (np.nan, np.nan)
 
 
 def _masks(run_dirs) -> list[str]:

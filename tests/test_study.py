@@ -84,6 +84,9 @@ def test_one_row_per_run_traced_to_the_run_files(tiny_study):
         tv = heads.loc[heads["run"] == run_dir.name, "tv"]
         assert len(tv) == 4 and row["mean_tv"] == pytest.approx(tv.mean()) and 0 <= row["mean_tv"] <= 1
         assert row["min_tv"] == tv.min()
+        final = [v for line in (run_dir / "metrics.jsonl").open() for k, v in json.loads(line).items()
+                 if k.startswith("temperature/")][-4:]  # the last logging call's four heads
+        assert (row["tau_min"], row["tau_max"]) == pytest.approx((min(final), max(final)), abs=1e-12)
 
 
 def test_learned_follows_the_threshold_and_the_tables_count_runs(tiny_study):

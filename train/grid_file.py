@@ -102,7 +102,7 @@ class Run:
             return False
         if self.evaluate_learned is None:
             return True
-        last = run_folder.last_validation(self.run_dir)
+        last = run_folder.last_logged(self.run_dir, "val/")
         return last is not None and last.get("val/string_accuracy", float("nan")) >= self.evaluate_learned
 
     def train_args(self, wandb: str = "disabled", resume: bool = False) -> list[str]:

@@ -186,15 +186,16 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_json(Path(run_dir) / METRICS_FILE, lines=True)
 
 
-def last_validation(run_dir: str | Path) -> Optional[pd.Series]:
-    """The run's last validation figures: the last metrics.jsonl row holding a ``val/`` metric (its
-    ``step`` and ``val/<metric>`` entries); None without metrics.jsonl or without a validation."""
+def last_logged(run_dir: str | Path, prefix: str) -> Optional[pd.Series]:
+    """The last metrics.jsonl row holding a metric named ``<prefix>...`` (``val/``: the last validation,
+    ``temperature/``: the heads' last temperatures), as its step and those metrics; None without
+    metrics.jsonl or without such a row."""
     if not (Path(run_dir) / METRICS_FILE).is_file():
         return None
     metrics = read_metrics(run_dir)
-    logged = [column for column in metrics.columns if column.startswith("val/")]
-    validated = metrics.dropna(subset=logged, how="all") if logged else metrics.iloc[:0]
-    return None if validated.empty else validated.iloc[-1]
+    logged = [column for column in metrics.columns if column.startswith(prefix)]
+    rows = metrics.dropna(subset=logged, how="all") if logged else metrics.iloc[:0]
+    return None if rows.empty else rows.iloc[-1][["step", *logged]]
 
 
 def write_attention_batch(run_dir: str | Path, split: str, index: int, input_ids: torch.Tensor,
