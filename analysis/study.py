@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from softhard.analysis import attention, length_generalization, temperature
@@ -308,6 +309,12 @@ def plot_learned(table: pd.DataFrame) -> Figure:
     return figure
 
 
+def cell_colours(cells: pd.Series) -> dict:
+    """cell -> a colour of tab20, in the cells' order of appearance (distinct for up to 20 cells)."""
+    palette = colormaps["tab20"]
+    return {cell: palette(k % palette.N) for k, cell in enumerate(dict.fromkeys(cells))}
+
+
 def plot_generalization(summary: pd.DataFrame, runs: str = "learned") -> Figure:
     """One panel per class: mean string accuracy per test bin, one line per cell (``runs``: learned or all)."""
     chosen = summary[summary["learned"]] if runs == "learned" else summary
@@ -317,10 +324,11 @@ def plot_generalization(summary: pd.DataFrame, runs: str = "learned") -> Figure:
     *panels, key = figure.subplots(1, len(classes) + 1, squeeze=False, sharey=True,
                                    width_ratios=[1] * len(classes) + [0.7])[0]
     key.axis("off")  # the legend's column
+    colours = cell_colours(summary["cell"])  # one colour per cell in every panel (13 cells: beyond C0-C9)
     for axes, name in zip(panels, classes):
         means = chosen[chosen["class"] == name].groupby("cell", sort=False)[bins].mean()
         for cell, row in means.iterrows():
-            axes.plot(range(len(bins)), row.to_numpy(dtype=float), marker=".", label=cell)
+            axes.plot(range(len(bins)), row.to_numpy(dtype=float), marker=".", label=cell, color=colours[cell])
         axes.set_xticks(range(len(bins)), [b.removeprefix("acc_test_").replace("_", "-") for b in bins], rotation=45,
                         fontsize="x-small")
         axes.set_title(f"{name} ({runs} runs)")
@@ -351,7 +359,8 @@ def plot_mechanism(summary: pd.DataFrame) -> Figure:
         axes.set_xlim(0, 1.02)
         axes.set_xlabel("string accuracy")
     panels[0].invert_yaxis()  # the first cell on top (shared by both panels)
-    panels[-1].legend(fontsize="small", loc="lower right")
+    figure.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(ATTENTIONS),
+                  fontsize="small")
     return figure
 
 
