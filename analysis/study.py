@@ -162,7 +162,9 @@ def _evaluated(runs: list[RunFolder], summary: pd.DataFrame, skipped: list[str])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         evaluations = collect_evaluations(runs)
-    skipped += evaluations.attrs["skipped"]
+    # A run that did not learn lacks evaluation.csv on purpose (the study's grid evaluates the runs that learned).
+    learned = [str(run_dir) for run_dir in summary.loc[summary["learned"], RUN]]
+    skipped += [reason for reason in evaluations.attrs["skipped"] if reason.startswith(tuple(f"{r}:" for r in learned))]
     result = pd.DataFrame(index=pd.Index(summary[RUN], name=RUN), columns=[*EVALUATED, *HEAD_COUNTS], dtype=float)
     if evaluations.empty:
         return result

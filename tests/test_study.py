@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,21 @@ def test_language_table_counts_and_averages_per_language_and_cell(tiny_study):
     text = language_markdown(table)
     first = table.iloc[0]
     assert f"{first['learned']}/{first['runs']} · {first[longest]:.2f}" in text and longest.removeprefix("acc_") in text
+
+
+def test_a_missing_evaluation_is_reported_only_for_a_run_that_learned(tiny_study, tmp_path):
+    """The study's grid evaluates only the runs that learned: a run that did not learn lacks evaluation.csv
+    on purpose and is not reported; one that learned and lacks it is."""
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_study, runs)
+    first = sorted(path for path in runs.iterdir() if (path / "evaluation.csv").is_file())[0]
+    (first / "evaluation.csv").unlink()
+    missing = [reason for reason in run_summary(runs, mechanism=False, learned=1.01)[2] if "evaluation.csv" in reason]
+    assert missing == []
+    summary, _, skipped = run_summary(runs, mechanism=False, learned=0.0)
+    assert [reason for reason in skipped if "evaluation.csv" in reason] == [f"{first}: no evaluation.csv (run "
+                                                                          f"`softhard evaluate {first}`)"]
+    assert summary.loc[summary["run"] == first.name, "as_trained_10x"].isna().all()
 
 
 def test_markdown_cells_spell_mean_std_max_and_count():
