@@ -244,8 +244,9 @@ def generalization_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def mechanism_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Over the runs that learned, per cell and class: mean TV of the heads to their construction heads,
-    and as trained / hardened / gap rule at 10x and 100x."""
+    """Over the runs that learned, per cell and class: the mean and smallest TV of the heads to their
+    construction heads, as trained / hardened / gap rule at 10x and 100x, and the heads hardened and
+    re-tempered (HEAD_COUNTS)."""
     return spread(summary[summary["learned"]], ["cell", "class"], ["mean_tv", "min_tv", *EVALUATED, *HEAD_COUNTS[1:]])
 
 
