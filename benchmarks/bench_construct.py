@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from benchmarks.peak_memory import peak_bytes  # noqa: E402 (after the path)
+from benchmarks.peak_memory import peak_bytes, per_length  # noqa: E402 (after the path)
 
 
 def measure(formula: str, alphabet: str, length: int, words: int, dtype: str, device: str, block: int,
@@ -72,18 +71,14 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per length, the best kept (default: 3)")
     args = parser.parse_args(argv)
     lengths = [int(n) for n in args.lengths.split(",")]
-    context = multiprocessing.get_context("spawn")
     print(f"{args.formula!r} over {args.alphabet}, soft-scaled, {args.dtype} on {args.device}, "
           f"{2 * args.words} words, block {args.block}, {args.threads or 'default'} threads")
     print(f"{'n':>8} {'seconds':>9} {'peak MiB':>9} {'memory / previous':>18} {'time / previous':>16} {'exact':>6}")
-    previous = None
-    for n in lengths:
-        with context.Pool(1) as pool:
-            seconds, peak, exact = pool.apply(measure, (args.formula, args.alphabet, n, args.words, args.dtype,
-                                                        args.device, args.block, args.repeat, args.threads))
-        ratios = ("", "") if previous is None else (f"{peak / previous[1]:.2f}", f"{seconds / previous[0]:.2f}")
-        print(f"{n:>8} {seconds:>9.3f} {peak / 2**20:>9.1f} {ratios[0]:>18} {ratios[1]:>16} {exact!s:>6}", flush=True)
-        previous = (seconds, peak)
+    rows = per_length(measure, lengths, lambda n: (args.formula, args.alphabet, n, args.words, args.dtype,
+                                                   args.device, args.block, args.repeat, args.threads))
+    for n, (seconds, peak, exact), memory_ratio, time_ratio in rows:
+        print(f"{n:>8} {seconds:>9.3f} {peak / 2**20:>9.1f} {memory_ratio:>18} {time_ratio:>16} {exact!s:>6}",
+              flush=True)
     return 0
 
 

@@ -18,14 +18,13 @@ so memory(2n) / memory(n) should be about 2 (linear in n, never n-by-n); time gr
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.peak_memory import peak_bytes  # noqa: E402 (after the path)
+from benchmarks.peak_memory import peak_bytes, per_length  # noqa: E402 (after the path)
 
 
 def measure(length: int, words: int, attentions: list, device: str, block: int, threads: int | None) -> tuple:
@@ -69,17 +68,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     lengths = [int(n) for n in args.lengths.split(",")]
     attentions = args.attention.split(",")
-    context = multiprocessing.get_context("spawn")
     print(f"since_ab, 4 layers x 4 heads, d_model 64, {args.words} words, {'+'.join(attentions)}, "
           f"block {args.block}, {args.device}, {args.threads or 'default'} threads")
     print(f"{'n':>8} {'seconds':>9} {'peak MiB':>9} {'memory / previous':>18} {'time / previous':>16}")
-    previous = None
-    for n in lengths:
-        with context.Pool(1) as pool:
-            seconds, peak = pool.apply(measure, (n, args.words, attentions, args.device, args.block, args.threads))
-        ratios = ("", "") if previous is None else (f"{peak / previous[1]:.2f}", f"{seconds / previous[0]:.2f}")
-        print(f"{n:>8} {seconds:>9.2f} {peak / 2**20:>9.1f} {ratios[0]:>18} {ratios[1]:>16}", flush=True)
-        previous = (seconds, peak)
+    rows = per_length(measure, lengths, lambda n: (n, args.words, attentions, args.device, args.block, args.threads))
+    for n, (seconds, peak), memory_ratio, time_ratio in rows:
+        print(f"{n:>8} {seconds:>9.2f} {peak / 2**20:>9.1f} {memory_ratio:>18} {time_ratio:>16}", flush=True)
     return 0
 
 

@@ -11,7 +11,9 @@ earlier call would hide memory) and before any timing (the mmap threshold is res
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -41,3 +43,18 @@ def peak_bytes(run: Callable[[], object], device: str) -> int:
         return (_rss_kb("VmHWM") - base) * 1024
     finally:
         mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's own ceiling for the threshold: reuse, as by default
+
+
+def per_length(measure: Callable[..., tuple], lengths: list[int], args: Callable[[int], tuple]) -> Iterator[tuple]:
+    """``measure(*args(n))`` for each n in ``lengths``, each in a fresh spawned process (see above);
+    yields (n, its result, memory ratio, time ratio), the ratios to the previous length as text ("" for
+    the first). ``measure`` returns (seconds, peak bytes, ...)."""
+    context = multiprocessing.get_context("spawn")
+    previous = None
+    for n in lengths:
+        with context.Pool(1) as pool:
+            result = pool.apply(measure, args(n))
+        seconds, peak = result[:2]
+        ratios = ("", "") if previous is None else (f"{peak / previous[1]:.2f}", f"{seconds / previous[0]:.2f}")
+        yield n, result, *ratios
+        previous = (seconds, peak)
