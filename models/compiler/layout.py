@@ -98,18 +98,25 @@ def layer_depth(node: Node, memo: dict, mode: str, known: set) -> int:
     """The block after which ``node`` is ready (0: the embedding); ``known``: the nodes with a
     residual dimension, which a Boolean node's leaves must have. Fills ``memo`` for every node
     below, children first (iteratively: formulas of any depth)."""
+    return bottom_up(node, _depth_inputs, lambda top: _own_depth(top, memo, mode, known), memo)
+
+
+def bottom_up(node: Node, inputs, value, values: dict):
+    """``values[node]``, computing ``values[top] = value(top)`` for every node it needs once the nodes
+    ``inputs(top)`` have theirs (inputs first, without recursion: formulas of any depth); ``values``
+    keeps what is already known and gains the rest."""
     stack = [node]
     while stack:
         top = stack[-1]
-        if top in memo:
+        if top in values:
             stack.pop()
             continue
-        pending = [below for below in _depth_inputs(top) if below not in memo]
+        pending = [below for below in inputs(top) if below not in values]
         if pending:
             stack.extend(pending)
         else:
-            memo[stack.pop()] = _own_depth(top, memo, mode, known)
-    return memo[node]
+            values[stack.pop()] = value(top)
+    return values[node]
 
 
 def _own_depth(node: Node, memo: dict, mode: str, known: set) -> int:
@@ -249,24 +256,17 @@ def boolean_leaves(node: Formula, has_dimension, depth: dict, block_depth: int) 
 def boolean_value(node: Formula, assignment: dict) -> bool:
     """The value of a Boolean node given its leaves' values, through the operator table's truth
     functions (iteratively: formulas of any depth)."""
-    values: dict = {}
-    stack = [node]
-    while stack:
-        top = stack[-1]
-        if top in values:
-            stack.pop()
-            continue
+    def inputs(top: Node) -> tuple:
+        return () if top in assignment or isinstance(top, (Constant, Modulo)) else top.children()
+
+    def value(top: Node) -> bool:
         if top in assignment:
-            values[top] = assignment[top]
-        elif isinstance(top, Constant):
-            values[top] = top.value
-        elif isinstance(top, Modulo):
-            values[top] = modulo_value(top, assignment)
-        else:
-            pending = [child for child in top.children() if child not in values]
-            if pending:
-                stack.extend(pending)
-                continue
-            values[top] = bool(top.operator.function(*(values[child] for child in top.children())))
-        stack.pop()
-    return values[node]
+            return assignment[top]
+        if isinstance(top, Constant):
+            return top.value
+        if isinstance(top, Modulo):
+            return modulo_value(top, assignment)
+        return bool(top.operator.function(*(values[child] for child in top.children())))
+
+    values: dict = {}
+    return bottom_up(node, inputs, value, values)
